@@ -1,0 +1,184 @@
+"""The one settings dict, ``DEBUG_TOOLBAR_PERF``: schema, defaults and access.
+
+Every key is declared here once with its type and default; ``checks.py``
+validates the user's dict against this schema, and the rest of the package
+reads values only through :func:`get_config`, so a typo can't silently fall
+back to a default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+SETTING_NAME = "DEBUG_TOOLBAR_PERF"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: accepted types, default and an optional extra check."""
+
+    types: tuple[type, ...]
+    default: Any
+    help: str
+    validate: Callable[[Any], str | None] | None = None
+    choices: tuple[Any, ...] = field(default=())
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be 0 or greater"
+
+
+def _str_list(value: Any) -> str | None:
+    if all(isinstance(v, str) for v in value):
+        return None
+    return "must be a list of strings"
+
+
+NUMBER = (int, float)
+
+# Section -> key -> Option.  "GENERAL" keys sit at the top level of the dict.
+SCHEMA: dict[str, dict[str, Option]] = {
+    "GENERAL": {
+        "SCOPE": Option(
+            (str,),
+            "view",
+            "What a measurement covers: 'view' (the view callable, the class-based view's "
+            "handler method or the viewset action) or 'middleware' (the whole chain below "
+            "the toolbar).",
+            choices=("view", "middleware"),
+        ),
+        "PROJECT_PATHS": Option(
+            (list, tuple),
+            [],
+            "Directories whose code counts as project code (shown first, highlighted). "
+            "Default: settings.BASE_DIR if set, minus virtualenvs and site-packages.",
+            validate=_str_list,
+        ),
+        "EXPORT_DIR": Option(
+            (str, type(None)),
+            None,
+            "If set, each request's profile is also written there, one file per request "
+            "named from method, path and time (like Werkzeug's ProfilerMiddleware).",
+        ),
+    },
+    "SAMPLING": {
+        "ENGINE": Option(
+            (str,),
+            "auto",
+            "'auto' (vmprof where it is known to be safe on this interpreter, otherwise "
+            "the built-in thread sampler), 'vmprof' or 'thread'.",
+            choices=("auto", "vmprof", "thread"),
+        ),
+        "MODE": Option(
+            (str,),
+            "wall",
+            "'wall' (wall-clock: shows time blocked in I/O and the database) or 'cpu' "
+            "(CPU time only, capped by the kernel tick).",
+            choices=("wall", "cpu"),
+        ),
+        "INTERVAL_MS": Option(NUMBER, 1.0, "Sampling period in milliseconds.", _positive),
+        "MIN_SAMPLES": Option(
+            (int,), 50, "Below this many samples the panel warns the profile is thin.",
+            _non_negative,
+        ),
+        "MAX_NODES": Option(
+            (int,), 5000, "Call-tree nodes kept in the stored stats (the rest is pruned "
+            "and said so).", _positive,
+        ),
+    },
+    "LINE_MEMORY": {
+        "BACKEND": Option(
+            (str,),
+            "rss",
+            "'rss' (resident set size: what the OS sees; cheap) or 'tracemalloc' "
+            "(exact Python allocations; x3-x7 slower on allocation-heavy code).",
+            choices=("rss", "tracemalloc"),
+        ),
+        "FUNCTIONS": Option(
+            (list, tuple), [], "Dotted paths of extra functions to trace.", _str_list
+        ),
+        "FOLLOW_DEPTH": Option(
+            (int,), 0, "Also trace project functions called from traced code, this many "
+            "levels deep.", _non_negative,
+        ),
+        "MAX_LINE_EVENTS": Option(
+            (int,), 200_000, "Line events measured per request before cheaper accounting "
+            "takes over.", _positive,
+        ),
+    },
+    "INSTANCES": {
+        "THRESHOLD": Option(
+            (int,), 1000, "Warn when one model has more instances than this.", _positive
+        ),
+        "STACK_SAMPLE_EVERY": Option(
+            (int,), 1, "Capture the creation stack of every Nth instance per call path "
+            "(1 = every one until the cap).", _positive,
+        ),
+        "SIZE_SAMPLE": Option(
+            (int,), 50, "Instances per model measured with Pympler's asizeof.", _non_negative
+        ),
+    },
+    "EXPLAIN": {
+        "FULL_SCAN_ROWS": Option(
+            (int,), 10_000, "A full scan of a table with more rows than this is a finding.",
+            _non_negative,
+        ),
+        "REPEATED_QUERY_THRESHOLD": Option(
+            (int,), 5, "A shape run this many times or more is reported as N+1.", _positive
+        ),
+        "ALLOW_ANALYZE_WRITES": Option(
+            (bool,), False, "Allow EXPLAIN ANALYZE of non-SELECT statements (always inside "
+            "a transaction that is rolled back).",
+        ),
+        "STATEMENT_TIMEOUT_MS": Option(
+            (int,), 5000, "Timeout for on-demand EXPLAIN ANALYZE.", _positive
+        ),
+        "MAX_SHAPES": Option((int,), 50, "Distinct query shapes explained per request.",
+                             _positive),
+    },
+}
+
+SECTIONS = tuple(k for k in SCHEMA if k != "GENERAL")
+
+
+def _defaults() -> dict[str, Any]:
+    out: dict[str, Any] = {k: o.default for k, o in SCHEMA["GENERAL"].items()}
+    for section in SECTIONS:
+        out[section] = {k: o.default for k, o in SCHEMA[section].items()}
+    return out
+
+
+def user_config() -> dict[str, Any]:
+    return getattr(settings, SETTING_NAME, None) or {}
+
+
+@cache
+def get_config() -> dict[str, Any]:
+    """The merged settings (defaults overlaid with the user's dict)."""
+    merged = _defaults()
+    user = user_config()
+    if not isinstance(user, dict):
+        return merged
+    for key, value in user.items():
+        if key in SECTIONS and isinstance(value, dict):
+            merged[key].update(value)
+        elif key in SCHEMA["GENERAL"]:
+            merged[key] = value
+    return merged
+
+
+@receiver(setting_changed)
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        get_config.cache_clear()

@@ -1,0 +1,52 @@
+"""Helpers for records: plain JSON-native data, checked once when recorded.
+
+django-debug-toolbar 6+ serialises every panel's stats to JSON and renders the
+panel later from ``get_stats()`` alone, on a fresh panel instance. A tuple comes
+back as a list and non-string keys are dropped or raise, so records are made of
+dicts with string keys, lists, strings, finite numbers, booleans and None only.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from typing import Any
+
+JSONValue = Any
+
+
+class RecordError(TypeError):
+    """A record holds something the toolbar's JSON store would change or reject."""
+
+
+def check_json(value: Any, path: str = "stats") -> None:
+    """Raise :class:`RecordError` unless ``value`` survives a JSON round trip unchanged."""
+    if value is None or isinstance(value, (bool, str, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RecordError(f"{path} is {value!r}, which JSON cannot hold")
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            check_json(item, f"{path}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise RecordError(f"{path} has non-string key {key!r}")
+            check_json(item, f"{path}[{key!r}]")
+        return
+    raise RecordError(f"{path} is a {type(value).__name__}, not JSON-native")
+
+
+def error_record(stage: str, exc: BaseException) -> dict[str, Any]:
+    """What the panel shows when its own code failed at ``stage``."""
+    return {
+        "stage": stage,
+        "type": type(exc).__name__,
+        "message": str(exc)[:2000],
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[
+            -8000:
+        ],
+    }

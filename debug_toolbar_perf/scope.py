@@ -1,0 +1,169 @@
+"""What a measurement covers: the view's own code, resolved once per request.
+
+Panels have no ``process_view`` hook (django-debug-toolbar 2.0 removed it), so
+we resolve the URL ourselves when the panel starts, the same way Django's
+handler will, and find the code the view will really run: a function view, the
+handler method of a class-based view (``get``, ``post``...), or the action of a
+DRF-style viewset. Engines use the code objects to root a profile at the view
+or to trace only the view's lines.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from functools import cache, partial
+from types import CodeType, FunctionType
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.urls import Resolver404, ResolverMatch, get_resolver
+
+from .conf import get_config
+
+
+@dataclass(frozen=True)
+class ViewTarget:
+    """The code a request's view runs, plus a label people recognise."""
+
+    label: str  # e.g. "shop.views.ProductList.get"
+    kind: str  # "function" | "class-based" | "viewset" | "unresolved"
+    codes: tuple[CodeType, ...] = field(default=(), repr=False)
+    functions: tuple[Any, ...] = field(default=(), repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "kind": self.kind}
+
+    def contains(self, code: CodeType) -> bool:
+        return code in self.codes
+
+
+UNRESOLVED = ViewTarget("(view not resolved)", "unresolved")
+
+
+def unwrap_function(obj: Any) -> Any:
+    """Peel decorators, partials and bound methods down to a plain function."""
+    seen = 0
+    while seen < 50:
+        seen += 1
+        if isinstance(obj, partial):
+            obj = obj.func
+        elif inspect.ismethod(obj):
+            obj = obj.__func__
+        elif isinstance(obj, (staticmethod, classmethod)):
+            obj = obj.__func__
+        elif hasattr(obj, "__wrapped__"):
+            obj = obj.__wrapped__
+        else:
+            break
+    return obj
+
+
+def _qualname(func: Any) -> str:
+    module = getattr(func, "__module__", None) or "?"
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
+    return f"{module}.{name}"
+
+
+def target_from_match(match: ResolverMatch, method: str) -> ViewTarget:
+    """The view code a resolved URL runs for ``method``."""
+    func = match.func
+    method = method.lower()
+    # DRF viewsets: as_view({"get": "list"}) sets .cls and .actions on the callable.
+    actions = getattr(func, "actions", None)
+    view_cls = getattr(func, "cls", None) or getattr(func, "view_class", None)
+    if view_cls is not None and isinstance(actions, dict):
+        name = actions.get(method) or actions.get("get") or "dispatch"
+        handler = getattr(view_cls, name, None)
+        return _target(handler, "viewset", f"{view_cls.__module__}.{view_cls.__qualname__}.{name}")
+    if view_cls is not None:
+        name = method if hasattr(view_cls, method) else "http_method_not_allowed"
+        if method == "head" and not hasattr(view_cls, "head") and hasattr(view_cls, "get"):
+            name = "get"
+        handler = getattr(view_cls, name, None)
+        return _target(
+            handler, "class-based", f"{view_cls.__module__}.{view_cls.__qualname__}.{name}"
+        )
+    plain = unwrap_function(func)
+    return _target(plain, "function", _qualname(plain))
+
+
+def _target(handler: Any, kind: str, label: str) -> ViewTarget:
+    plain = unwrap_function(handler)
+    code = getattr(plain, "__code__", None)
+    if not isinstance(code, CodeType):
+        return ViewTarget(label, kind)
+    return ViewTarget(label, kind, (code,), (plain,))
+
+
+def resolve_view_target(request: HttpRequest) -> ViewTarget:
+    """Resolve the request's URL the way Django's handler will, before the view runs."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        try:
+            match = get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info)
+        except Resolver404:
+            return UNRESOLVED
+        except Exception:  # a broken urlconf is the view's problem, reported by Django
+            return UNRESOLVED
+    return target_from_match(match, request.method or "GET")
+
+
+def scope_is_view() -> bool:
+    return get_config()["SCOPE"] == "view"
+
+
+# --- project code vs library code -------------------------------------------------
+
+@cache
+def _library_roots() -> tuple[str, ...]:
+    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots.update(p for p in sys.path if "site-packages" in p or "dist-packages" in p)
+    return tuple(sorted({os.path.realpath(r) + os.sep for r in roots if r}, key=len,
+                        reverse=True))
+
+
+@cache
+def _project_roots() -> tuple[str, ...]:
+    configured = list(get_config()["PROJECT_PATHS"])
+    if not configured:
+        base = getattr(settings, "BASE_DIR", None)
+        configured = [str(base)] if base else [os.getcwd()]
+    return tuple(os.path.realpath(p) + os.sep for p in configured)
+
+
+@cache
+def is_project_file(filename: str) -> bool:
+    """True for files under the project paths that are not installed libraries."""
+    if not filename or filename.startswith("<"):
+        return False
+    real = os.path.realpath(filename)
+    if any(real.startswith(root) for root in _library_roots()):
+        return False
+    return any(real.startswith(root) for root in _project_roots())
+
+
+def clear_caches() -> None:
+    for f in (_library_roots, _project_roots, is_project_file):
+        f.cache_clear()
+
+
+def function_code(obj: Any) -> CodeType | None:
+    plain = unwrap_function(obj)
+    if isinstance(plain, FunctionType):
+        return plain.__code__
+    return None
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("DEBUG_TOOLBAR_PERF", "BASE_DIR"):
+        clear_caches()
+
+
+from django.core.signals import setting_changed  # noqa: E402
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="debug_toolbar_perf.scope")

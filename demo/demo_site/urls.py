@@ -1,0 +1,19 @@
+from debug_toolbar.toolbar import debug_toolbar_urls
+from django.urls import path
+
+from shop import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("cpu/", views.cpu, name="cpu"),
+    path("memory/", views.memory, name="memory"),
+    path("hot-loop/", views.hot_loop, name="hot_loop"),
+    path("products/n-plus-one/", views.n_plus_one, name="n_plus_one"),
+    path("products/fixed/", views.fixed, name="fixed"),
+    path("reviews/summary/", views.ReviewSummaryView.as_view(), name="truthy"),
+    path("reviews/summary/fixed/", views.ReviewSummaryFixedView.as_view(), name="truthy_fixed"),
+    path("products/published/", views.unindexed, name="unindexed"),
+    path("products/popular/", views.sorted_products, name="sorted"),
+    path("categories/", views.categories, name="categories"),
+    *debug_toolbar_urls(),
+]

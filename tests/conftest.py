@@ -1,0 +1,126 @@
+"""Shared test helpers: real databases, the toolbar's store round trip, HTML validity."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import html5lib
+import pytest
+from debug_toolbar.toolbar import DebugToolbar
+from django.conf import settings
+from django.test import Client
+
+REQUIRE_SERVICES = os.environ.get("PERF_REQUIRE_SERVICES") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip (or, under PERF_REQUIRE_SERVICES=1, fail) tests whose database server is down."""
+    for item in items:
+        for alias in ("postgres", "mariadb"):
+            if item.get_closest_marker(alias) and alias not in settings.DATABASES:
+                reason = (
+                    f"{alias} is not reachable on 127.0.0.1 "
+                    f"(start it, or see README: running the tests)"
+                )
+                if REQUIRE_SERVICES:
+                    item.add_marker(pytest.mark.xfail(reason=reason, run=False, strict=True))
+                    item.user_properties.append(("required_service_missing", alias))
+                else:
+                    item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if REQUIRE_SERVICES:
+        missing = sorted(
+            {a for a in ("postgres", "mariadb") if a not in settings.DATABASES}
+        )
+        if missing:
+            print(f"\nPERF_REQUIRE_SERVICES=1 but not reachable: {', '.join(missing)}")
+            session.exitstatus = 1
+
+
+_TOOLBAR_START = re.compile(rb"<(?:link|script|div|template)[^>]*(?:debug_toolbar/|djDebug)")
+
+
+def strip_toolbar(content: bytes) -> bytes:
+    """The page as the view made it: the toolbar's insertion before </body> removed (DDT 6-8)."""
+    start = _TOOLBAR_START.search(content)
+    if start is None:
+        return content
+    end = content.rfind(b"</body>")
+    return content[: start.start()] + (content[end:] if end > start.start() else b"")
+
+
+def assert_valid_html(fragment: str) -> None:
+    """Parse the fragment with html5lib in strict mode, as django-debug-toolbar's tests do."""
+    parser = html5lib.HTMLParser(strict=True)
+    parser.parseFragment(fragment)
+
+
+@dataclass
+class ToolbarRun:
+    """One request through the real toolbar, with its panels reloaded from the store."""
+
+    response: Any
+    toolbar: DebugToolbar
+
+    @property
+    def request_id(self) -> str:
+        return self.toolbar.request_id
+
+    def live_panel(self, panel_id: str) -> Any:
+        return self.toolbar.get_panel_by_id(panel_id)
+
+    def stored_panel(self, panel_id: str) -> Any:
+        """A fresh panel instance built from the JSON store only (what the browser sees)."""
+        stored = DebugToolbar.fetch(self.request_id, panel_id)
+        assert stored is not None, "request not in the toolbar's store"
+        return stored.get_panel_by_id(panel_id)
+
+    def stats(self, panel_id: str) -> dict[str, Any]:
+        return self.stored_panel(panel_id).get_stats()
+
+    def record(self, panel_id: str) -> dict[str, Any]:
+        stats = self.stats(panel_id)
+        assert not stats.get("errors"), stats.get("errors")
+        assert stats.get("record"), stats
+        return stats["record"]
+
+    def content(self, panel_id: str) -> str:
+        html = self.stored_panel(panel_id).content
+        assert_valid_html(html)
+        return html
+
+    def subtitle(self, panel_id: str) -> str:
+        return self.stored_panel(panel_id).nav_subtitle
+
+
+def run_with_toolbar(
+    client: Client, path: str, method: str = "get", **kwargs: Any
+) -> ToolbarRun:
+    created: list[DebugToolbar] = []
+
+    def _grab(sender: Any, toolbar: DebugToolbar, **_: Any) -> None:
+        created.append(toolbar)
+
+    DebugToolbar._created.connect(_grab)
+    try:
+        response = getattr(client, method)(path, **kwargs)
+    finally:
+        DebugToolbar._created.disconnect(_grab)
+    assert created, "the toolbar did not run for this request (DEBUG? INTERNAL_IPS?)"
+    return ToolbarRun(response=response, toolbar=created[-1])
+
+
+@pytest.fixture
+def toolbar_client(client: Client) -> Iterator[Any]:
+    """``toolbar_client(path)`` runs a request through the toolbar and returns a ToolbarRun."""
+
+    def _run(path: str, method: str = "get", **kwargs: Any) -> ToolbarRun:
+        return run_with_toolbar(client, path, method, **kwargs)
+
+    yield _run

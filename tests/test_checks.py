@@ -1,0 +1,70 @@
+"""DEBUG_TOOLBAR_PERF is validated by system checks with clear messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from debug_toolbar_perf.checks import check_engines, check_settings
+from debug_toolbar_perf.conf import get_config
+from debug_toolbar_perf.engines import availability
+
+
+def ids(messages: list[Any]) -> list[str]:
+    return [m.id for m in messages]
+
+
+def test_defaults_are_valid() -> None:
+    with override_settings(DEBUG_TOOLBAR_PERF={}):
+        assert check_settings() == []
+        assert get_config()["SCOPE"] == "view"
+        assert get_config()["SAMPLING"]["MODE"] in ("wall", "cpu")
+
+
+@pytest.mark.parametrize(
+    ("config", "expected_id", "fragment"),
+    [
+        ({"SCOPE": "everything"}, "debug_toolbar_perf.E003", "must be one of"),
+        ({"SCOPE": 3}, "debug_toolbar_perf.E002", "must be str"),
+        ({"SCOPPE": "view"}, "debug_toolbar_perf.E001", "Unknown setting"),
+        ({"SAMPLING": {"INTERVAL_MS": "fast"}}, "debug_toolbar_perf.E002", "INTERVAL_MS"),
+        ({"SAMPLING": {"INTERVAL_MS": 0}}, "debug_toolbar_perf.E003", "greater than 0"),
+        ({"SAMPLING": {"RATE": 1}}, "debug_toolbar_perf.E001", "Unknown setting"),
+        ({"SAMPLING": []}, "debug_toolbar_perf.E002", "must be a dict"),
+        ({"EXPLAIN": {"ALLOW_ANALYZE_WRITES": "yes"}}, "debug_toolbar_perf.E002", "bool"),
+        ({"INSTANCES": {"THRESHOLD": True}}, "debug_toolbar_perf.E002", "int"),
+        ({"PROJECT_PATHS": ["/src", 3]}, "debug_toolbar_perf.E003", "list of strings"),
+    ],
+)
+def test_bad_settings_are_errors(config: dict, expected_id: str, fragment: str) -> None:
+    with override_settings(DEBUG_TOOLBAR_PERF=config):
+        messages = check_settings()
+    assert ids(messages) == [expected_id]
+    assert fragment in messages[0].msg
+
+
+def test_not_a_dict() -> None:
+    with override_settings(DEBUG_TOOLBAR_PERF=["SCOPE"]):
+        assert ids(check_settings()) == ["debug_toolbar_perf.E001"]
+
+
+def test_user_values_override_defaults_per_key() -> None:
+    with override_settings(DEBUG_TOOLBAR_PERF={"SAMPLING": {"INTERVAL_MS": 2}}):
+        config = get_config()
+    assert config["SAMPLING"]["INTERVAL_MS"] == 2
+    assert config["SAMPLING"]["MIN_SAMPLES"] == 50  # untouched keys keep defaults
+
+
+def test_missing_engine_is_a_warning_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = availability.module_installed
+    monkeypatch.setattr(availability, "module_installed", lambda name: name != "pympler" and real(name))
+    warnings = check_engines()
+    assert ids(warnings) == ["debug_toolbar_perf.W001"]
+    assert "ModelInstancesPanel needs Pympler" in warnings[0].msg
+    assert warnings[0].hint == 'pip install "django-debug-toolbar-perf[pympler]"'
+
+
+def test_installed_engines_give_no_warning() -> None:
+    assert check_engines() == []
