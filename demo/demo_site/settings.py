@@ -3,6 +3,7 @@
 Switch databases with DEMO_DB=postgres or DEMO_DB=mariadb (servers on 127.0.0.1).
 """
 
+import os
 from pathlib import Path
 
 from .databases import from_env
@@ -54,7 +55,9 @@ TEMPLATES = [
 WSGI_APPLICATION = "demo_site.wsgi.application"
 ASGI_APPLICATION = "demo_site.asgi.application"
 
-DATABASES = {"default": from_env(BASE_DIR / "demo.sqlite3")}
+DATABASES = {
+    "default": from_env(os.environ.get("DEMO_SQLITE_PATH") or BASE_DIR / "demo.sqlite3")
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 STATIC_URL = "static/"
