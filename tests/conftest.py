@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from collections.abc import Iterator
@@ -12,9 +13,30 @@ import html5lib
 import pytest
 from debug_toolbar.toolbar import DebugToolbar
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.test import Client
+from django.urls import clear_url_caches
 
 REQUIRE_SERVICES = os.environ.get("PERF_REQUIRE_SERVICES") == "1"
+
+
+@receiver(setting_changed)
+def _rebuild_toolbar_urls(*, setting: str, **kwargs: Any) -> None:
+    """The toolbar builds its URL list once from the panel list; rebuild it when tests change it.
+
+    Without this a test that overrides DEBUG_TOOLBAR_PANELS first fixes the URLs for the whole
+    session (e.g. no History URLs, or no perf export URL).
+    """
+    if setting != "DEBUG_TOOLBAR_PANELS":
+        return
+    import demo_site.urls
+    import tests.urls
+
+    DebugToolbar._urlpatterns = None
+    importlib.reload(demo_site.urls)
+    importlib.reload(tests.urls)
+    clear_url_caches()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

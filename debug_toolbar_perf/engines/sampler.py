@@ -1,0 +1,578 @@
+"""Sampling engines: vmprof where it is known to be safe, a pure-Python thread sampler elsewhere.
+
+Both engines sample *one* thread (the request's) and hand back the same
+:class:`RawProfile`: root-first stacks of ``(name, filename, firstlineno)``
+keys with the line being executed in the innermost frame, and a count.
+
+Why two engines: vmprof 0.6.0 segfaults on CPython 3.11 and 3.12 (a sample that
+lands while C code calls into Python reads an uninitialised frame pointer; see
+the field notes), so it is used only where :data:`VMPROF_SAFETY` says the
+installed release is safe on the running interpreter. The thread sampler reads
+``sys._current_frames()`` from a daemon thread while holding the GIL, which is
+crash-free on every version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import CodeType, FrameType
+from typing import Any
+
+FrameKey = tuple[str, str, int]  # (function name, filename, first line)
+StackKey = tuple[tuple[FrameKey, ...], int]  # (root-first frames, line in the leaf)
+
+VMPROF_EXTRA = 'pip install "django-debug-toolbar-perf[vmprof]"'
+
+# --- which vmprof is safe where --------------------------------------------------------
+
+#: (python major, minor) -> {vmprof version: True if safe, False if it crashes}.
+#: Filled from measurements (field notes: 0.6.0 crashed 11/12 and 12/12 runs on
+#: 3.11/3.12 and ran clean on 3.10 and 3.13). The rule, in :func:`vmprof_verdict`:
+#:
+#: * an exact entry decides;
+#: * a release newer than every listed one is *presumed safe* if the newest listed
+#:   release is safe on that interpreter (no regression expected), and is
+#:   *unverified* if the newest listed release crashes there: the crash is not
+#:   known to be fixed until a release is measured and added here;
+#: * an interpreter not in the table is unverified.
+#:
+#: ``ENGINE='auto'`` uses vmprof only when the verdict is "safe"; ``ENGINE='vmprof'``
+#: also accepts "unverified" (the user opts in) but never "crashes".
+VMPROF_SAFETY: dict[tuple[int, int], dict[str, bool]] = {
+    (3, 10): {"0.6.0": True},
+    (3, 11): {"0.6.0": False},
+    (3, 12): {"0.6.0": False},
+    (3, 13): {"0.6.0": True},
+}
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("."):
+        m = re.match(r"\d+", piece)
+        if not m:
+            break
+        parts.append(int(m.group()))
+    return tuple(parts)
+
+
+def installed_vmprof_version() -> str | None:
+    """The installed vmprof release, or None when vmprof is not importable."""
+    try:
+        return metadata.version("vmprof")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def vmprof_verdict(
+    python: tuple[int, int],
+    version: str,
+    table: dict[tuple[int, int], dict[str, bool]] | None = None,
+) -> tuple[str, str]:
+    """("safe" | "crashes" | "unverified", reason) for vmprof ``version`` on ``python``."""
+    table = VMPROF_SAFETY if table is None else table
+    py = f"{python[0]}.{python[1]}"
+    known = table.get(python)
+    if not known:
+        return "unverified", f"vmprof {version} has not been checked on Python {py}"
+    if version in known:
+        if known[version]:
+            return "safe", f"vmprof {version} is known to run clean on Python {py}"
+        return "crashes", (
+            f"vmprof {version} is known to crash (SIGSEGV) on Python {py}, so it is never started"
+        )
+    newest = max(known, key=_version_tuple)
+    if _version_tuple(version) > _version_tuple(newest):
+        if known[newest]:
+            return "safe", (
+                f"vmprof {version} is newer than {newest}, which runs clean on Python {py}"
+            )
+        return "unverified", (
+            f"vmprof {newest} crashes on Python {py}; {version} is not yet verified to fix it"
+        )
+    return "unverified", f"vmprof {version} has not been checked on Python {py}"
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    engine: str  # "vmprof" | "thread"
+    reason: str
+    vmprof_missing: bool = False
+
+
+def choose_engine(setting: str) -> EngineChoice:
+    """Which engine to run for ``SAMPLING.ENGINE`` = ``setting``, and why."""
+    if setting == "thread":
+        return EngineChoice("thread", "ENGINE is 'thread' in settings")
+    version = installed_vmprof_version()
+    if version is None:
+        return EngineChoice(
+            "thread",
+            f"vmprof is not installed ({VMPROF_EXTRA}); the built-in thread sampler ran",
+            vmprof_missing=True,
+        )
+    verdict, why = vmprof_verdict(sys.version_info[:2], version)
+    if verdict == "safe" or (verdict == "unverified" and setting == "vmprof"):
+        return EngineChoice("vmprof", why)
+    return EngineChoice("thread", f"{why}; the crash-free thread sampler ran instead")
+
+
+# --- the common result -----------------------------------------------------------------
+
+
+@dataclass
+class RawProfile:
+    """What an engine measured for one thread. Aggregated; no frame objects kept."""
+
+    engine: str
+    mode: str
+    interval_ms: float
+    duration_s: float = 0.0
+    stacks: dict[StackKey, float] = field(default_factory=dict)
+    foreign_samples: float = 0.0  # samples of other threads, dropped
+    overhead_ms: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    raw_file: str | None = None
+
+    @property
+    def samples(self) -> float:
+        return sum(self.stacks.values())
+
+
+_KEYS: dict[CodeType, FrameKey] = {}
+
+
+def code_key(code: CodeType) -> FrameKey:
+    key = _KEYS.get(code)
+    if key is None:
+        name = getattr(code, "co_qualname", code.co_name)
+        key = (name, code.co_filename, code.co_firstlineno)
+        if len(_KEYS) < 100_000:
+            _KEYS[code] = key
+    return key
+
+
+# --- the thread sampler ------------------------------------------------------------------
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved: float | None = None
+
+
+def _acquire_switch_interval(interval_s: float) -> None:
+    """Shorten the GIL switch interval while any sampler runs, so it gets the GIL on time.
+
+    With the default 5 ms the sampler thread waits for the request thread to drop
+    the GIL and reaches ~160 samples/s; at ``interval/2`` it reaches ~500/s.
+    """
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+        _switch_users += 1
+        wanted = max(interval_s / 2, 0.0002)
+        if wanted < sys.getswitchinterval():
+            sys.setswitchinterval(wanted)
+
+
+def _release_switch_interval() -> None:
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        _switch_users -= 1
+        if _switch_users <= 0:
+            _switch_users = 0
+            if _switch_saved is not None:
+                sys.setswitchinterval(_switch_saved)
+            _switch_saved = None
+
+
+class ThreadSampler:
+    """Samples one thread's stack from a daemon thread via ``sys._current_frames()``.
+
+    Wall mode counts every tick. CPU mode counts a tick only when the target
+    thread's CPU clock (``pthread_getcpuclockid``) advanced since the previous
+    tick, i.e. it ran during the interval; waits in I/O are left out.
+    """
+
+    engine = "thread"
+
+    def __init__(self, thread_ident: int, interval_ms: float, mode: str) -> None:
+        self.ident = thread_ident
+        self.interval_s = interval_ms / 1000.0
+        self.mode = mode
+        self._stop = threading.Event()
+        self._counts: dict[tuple[tuple[CodeType, ...], int], int] = {}
+        self._thread: threading.Thread | None = None
+        self._sampler_cpu_s = 0.0
+        self._idle_ticks = 0
+        self._error: str | None = None
+        self.started = 0.0
+        self.stopped = 0.0
+        self._cpu_clock: int | None = None
+        if mode == "cpu":
+            if not hasattr(time, "pthread_getcpuclockid"):
+                raise RuntimeError("CPU mode needs time.pthread_getcpuclockid (Unix only)")
+            self._cpu_clock = time.pthread_getcpuclockid(thread_ident)
+
+    def start(self) -> None:
+        _acquire_switch_interval(self.interval_s)
+        self.started = time.perf_counter()
+        self._thread = threading.Thread(
+            target=self._run, name="debug-toolbar-perf-sampler", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        cpu0 = time.thread_time()
+        try:
+            self._loop()
+        except Exception as exc:  # never raise in a daemon thread; report it instead
+            self._error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._sampler_cpu_s = time.thread_time() - cpu0
+
+    def _loop(self) -> None:
+        ident = self.ident
+        counts = self._counts
+        current_frames = sys._current_frames
+        wait = self._stop.wait
+        interval = self.interval_s
+        clock = self._cpu_clock
+        last_cpu = time.clock_gettime(clock) if clock is not None else 0.0
+        while not wait(interval):
+            if clock is not None:
+                try:
+                    cpu = time.clock_gettime(clock)
+                except OSError:  # the thread is gone
+                    return
+                ran = cpu > last_cpu
+                last_cpu = cpu
+                if not ran:
+                    self._idle_ticks += 1
+                    continue
+            frame: FrameType | None = current_frames().get(ident)
+            if frame is None:
+                return
+            codes = []
+            line = frame.f_lineno or 0
+            f: FrameType | None = frame
+            while f is not None:
+                codes.append(f.f_code)
+                f = f.f_back
+            del frame, f  # never keep the request's frames (and their locals) alive
+            key = (tuple(codes), line)
+            counts[key] = counts.get(key, 0) + 1
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = time.perf_counter()
+        self._stop.set()
+        try:
+            if self._thread is not None:
+                self._thread.join(timeout=2.0)
+        finally:
+            _release_switch_interval()
+
+    def result(self) -> RawProfile:
+        t0 = time.perf_counter()
+        raw = RawProfile("thread", self.mode, self.interval_s * 1000.0)
+        raw.duration_s = max((self.stopped or time.perf_counter()) - self.started, 0.0)
+        stacks = raw.stacks
+        for (codes, line), n in self._counts.items():
+            key = (tuple(code_key(c) for c in reversed(codes)), line)
+            stacks[key] = stacks.get(key, 0) + n
+        if self._thread is not None and self._thread.is_alive():
+            raw.notes.append(
+                "The sampler thread did not stop within 2 s; its last samples are missing."
+            )
+        if self._error:
+            raw.notes.append(f"The sampler thread stopped early: {self._error}")
+        if self.mode == "cpu":
+            raw.notes.append(
+                f"CPU mode: {self._idle_ticks} ticks skipped while the thread was not on the CPU."
+            )
+        raw.overhead_ms = {
+            "sampler_cpu": self._sampler_cpu_s * 1000.0,
+            "aggregate": (time.perf_counter() - t0) * 1000.0,
+        }
+        return raw
+
+
+# --- vmprof ----------------------------------------------------------------------------
+
+_vmprof_lock = threading.Lock()
+
+
+class ProfilerBusy(RuntimeError):
+    """vmprof is process-global and already profiles another request."""
+
+
+RAW_DIR_NAME = "debug_toolbar_perf_vmprof"
+RAW_KEEP = 20
+_RAW_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}\.vmprof$")
+
+
+def raw_dir() -> str:
+    path = os.path.join(tempfile.gettempdir(), f"{RAW_DIR_NAME}-{os.getuid()}")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def raw_path(name: str) -> str | None:
+    """The kept raw vmprof file called ``name``, if it is a valid name and still exists."""
+    if not _RAW_NAME.match(name or ""):
+        return None
+    path = os.path.join(raw_dir(), name)
+    return path if os.path.isfile(path) else None
+
+
+def _prune_raw_files(directory: str, keep: int = RAW_KEEP) -> None:
+    try:
+        entries = [os.path.join(directory, n) for n in os.listdir(directory)]
+        entries.sort(key=lambda p: os.stat(p).st_mtime)
+        for path in entries[:-keep] if keep else entries:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    except OSError:
+        pass
+
+
+def _thread_state_address() -> int:
+    get = ctypes.pythonapi.PyThreadState_Get
+    get.restype = ctypes.c_void_p
+    return int(get() or 0)
+
+
+class VmprofSampler:
+    """vmprof (``native=False``) on the request thread; one request at a time per process.
+
+    Wall mode uses ``real_time=True`` (SIGALRM delivered to the registered request
+    thread); CPU mode uses ITIMER_PROF, capped at the kernel tick (~250/s here).
+    Samples are filtered to the request thread's ``PyThreadState*``.
+    """
+
+    engine = "vmprof"
+
+    def __init__(self, interval_ms: float, mode: str, name: str) -> None:
+        self.interval_ms = interval_ms
+        self.mode = mode
+        self.name = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:80] or "profile"
+        self._fd: int | None = None
+        self.path = ""
+        self.started = 0.0
+        self.stopped = 0.0
+        self.disable_ms = 0.0
+        self._locked = False
+        self.thread_state = 0
+
+    def start(self) -> None:
+        import vmprof
+
+        if not _vmprof_lock.acquire(blocking=False):
+            raise ProfilerBusy("vmprof is busy with another request")
+        self._locked = True
+        try:
+            if vmprof.is_enabled():
+                raise ProfilerBusy("vmprof is already enabled by other code in this process")
+            directory = raw_dir()
+            _prune_raw_files(directory, RAW_KEEP - 1)
+            self.path = os.path.join(directory, f"{self.name}.vmprof")
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            self.thread_state = _thread_state_address()
+            self.started = time.perf_counter()
+            vmprof.enable(
+                self._fd,
+                self.interval_ms / 1000.0,
+                memory=False,
+                lines=True,
+                native=False,
+                real_time=self.mode == "wall",
+            )
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        if self._locked:
+            self._locked = False
+            _vmprof_lock.release()
+
+    def stop(self) -> None:
+        if self.stopped or not self._locked:
+            return
+        import vmprof
+
+        self.stopped = time.perf_counter()
+        try:
+            vmprof.disable()
+        finally:
+            self.disable_ms = (time.perf_counter() - self.stopped) * 1000.0
+            self._release()
+
+    def result(self) -> RawProfile:
+        # The reader, not vmprof.read_profile(): its Stats() asserts on some traces.
+        from vmprof.reader import _read_prof
+
+        t0 = time.perf_counter()
+        raw = RawProfile("vmprof", self.mode, self.interval_ms)
+        raw.duration_s = max((self.stopped or time.perf_counter()) - self.started, 0.0)
+        with open(self.path, "rb") as fh:
+            state = _read_prof(fh)
+        names = dict(state.virtual_ips)
+        keys: dict[int, FrameKey] = {}
+        stacks = raw.stacks
+        for trace, weight, thread_id, _mem in state.profiles:
+            if thread_id != self.thread_state:
+                raw.foreign_samples += weight
+                continue
+            frames: list[FrameKey] = []
+            line = 0
+            for addr in trace:
+                if not isinstance(addr, int):
+                    continue
+                if addr <= 0:
+                    line = -addr
+                    continue
+                key = keys.get(addr)
+                if key is None:
+                    key = keys[addr] = _vmprof_key(names.get(addr))
+                frames.append(key)
+                line = 0
+            if not frames:
+                continue
+            skey = (tuple(frames), line)
+            stacks[skey] = stacks.get(skey, 0) + weight
+        raw.raw_file = os.path.basename(self.path)
+        raw.overhead_ms = {
+            "disable": self.disable_ms,
+            "read": (time.perf_counter() - t0) * 1000.0,
+        }
+        return raw
+
+
+def _vmprof_key(name: str | None) -> FrameKey:
+    """'py:func:12:/path/file.py' -> ('func', '/path/file.py', 12)."""
+    if not name:
+        return ("<unknown>", "", 0)
+    parts = name.split(":", 3)
+    if len(parts) == 4 and parts[0] == "py":
+        try:
+            return (parts[1], parts[3], int(parts[2]))
+        except ValueError:
+            pass
+    return (name.split(":", 2)[1] if name.count(":") >= 1 else name, "", 0)
+
+
+def thread_ident() -> int:
+    return threading.get_ident()
+
+
+def vmprof_importable() -> Any:
+    """The vmprof module or None (import errors are a 'missing' engine, not a crash)."""
+    try:
+        import vmprof
+    except Exception:
+        return None
+    return vmprof
+
+
+# --- one request's session ---------------------------------------------------------------
+
+
+@dataclass
+class SamplingSession:
+    """The engine running for one request, why it was chosen, and what went wrong."""
+
+    choice: EngineChoice
+    sampler: ThreadSampler | VmprofSampler | None
+    notes: list[str] = field(default_factory=list)
+    anchor: tuple[str, int] | None = None  # (filename, first line) of process_request
+    anchor_depth: int | None = None
+    started: float = 0.0
+    start_ms: float = 0.0
+    stop_ms: float = 0.0
+    stopped: bool = False
+    busy: bool = False
+
+    def stop(self) -> None:
+        if self.stopped or self.sampler is None:
+            return
+        self.stopped = True
+        t0 = time.perf_counter()
+        try:
+            self.sampler.stop()
+        finally:
+            self.stop_ms = (time.perf_counter() - t0) * 1000.0
+
+    def result(self) -> RawProfile | None:
+        if self.sampler is None:
+            return None
+        self.stop()
+        raw = self.sampler.result()
+        raw.notes[:0] = self.notes
+        raw.overhead_ms["start"] = self.start_ms
+        raw.overhead_ms["stop"] = self.stop_ms
+        return raw
+
+
+def start_session(
+    engine: str,
+    mode: str,
+    interval_ms: float,
+    name: str,
+    anchor_frame: FrameType | None = None,
+) -> SamplingSession:
+    """Start sampling the calling thread with the engine ``engine`` ('auto', 'vmprof', 'thread').
+
+    vmprof is process-global: if another request holds it, this one falls back to
+    the thread sampler (its own thread only), so nothing waits and nothing mixes.
+    """
+    t0 = time.perf_counter()
+    choice = choose_engine(engine)
+    session = SamplingSession(choice, None)
+    if anchor_frame is not None:
+        code = anchor_frame.f_code
+        session.anchor = (code.co_filename, code.co_firstlineno)
+        depth = -1
+        f: FrameType | None = anchor_frame
+        while f is not None:
+            depth += 1
+            f = f.f_back
+        session.anchor_depth = depth
+    if choice.engine == "vmprof":
+        sampler = VmprofSampler(interval_ms, mode, name)
+        try:
+            sampler.start()
+            session.sampler = sampler
+        except ProfilerBusy as exc:
+            session.busy = True
+            session.choice = EngineChoice(
+                "thread", f"{exc}: this request was sampled by the thread sampler instead"
+            )
+        except Exception as exc:  # e.g. the platform refuses the timer: fall back, say so
+            session.choice = EngineChoice(
+                "thread",
+                f"vmprof failed to start ({type(exc).__name__}: {exc}); "
+                "the thread sampler ran instead",
+            )
+    if session.sampler is None:
+        thread = ThreadSampler(threading.get_ident(), interval_ms, mode)
+        thread.start()
+        session.sampler = thread
+    session.started = time.perf_counter()
+    session.start_ms = (session.started - t0) * 1000.0
+    return session

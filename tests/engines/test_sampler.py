@@ -1,0 +1,205 @@
+"""The sampling engines: the vmprof safety rule, the thread sampler and (where safe) vmprof."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import pytest
+
+from debug_toolbar_perf.engines import sampler
+
+
+def burn(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        sum(range(100))
+
+
+def heavy() -> None:
+    burn(0.14)
+
+
+def light() -> None:
+    burn(0.06)
+
+
+def sleeper() -> None:
+    time.sleep(0.1)
+
+
+def workload() -> None:
+    heavy()
+    light()
+
+
+def share(raw: sampler.RawProfile, name: str) -> float:
+    hit = sum(n for (frames, _), n in raw.stacks.items() if any(f[0] == name for f in frames))
+    return hit / raw.samples
+
+
+# --- which vmprof is safe ----------------------------------------------------------------
+
+
+def test_verdict_table_rule():
+    table = {
+        (3, 10): {"0.6.0": True},
+        (3, 11): {"0.6.0": False, "0.7.0": True},
+        (3, 12): {"0.6.0": False},
+    }
+    assert sampler.vmprof_verdict((3, 10), "0.6.0", table)[0] == "safe"
+    assert sampler.vmprof_verdict((3, 10), "0.6.2", table)[0] == "safe"  # newer than safe
+    assert sampler.vmprof_verdict((3, 10), "0.5.0", table)[0] == "unverified"
+    assert sampler.vmprof_verdict((3, 12), "0.6.0", table)[0] == "crashes"
+    assert sampler.vmprof_verdict((3, 12), "0.6.1", table)[0] == "unverified"
+    assert sampler.vmprof_verdict((3, 11), "0.7.0", table)[0] == "safe"  # listed as fixed
+    assert sampler.vmprof_verdict((3, 11), "0.7.1", table)[0] == "safe"
+    assert sampler.vmprof_verdict((3, 14), "0.6.0", table)[0] == "unverified"
+
+
+def test_shipped_table_matches_field_notes():
+    assert sampler.vmprof_verdict((3, 11), "0.6.0")[0] == "crashes"
+    assert sampler.vmprof_verdict((3, 12), "0.6.0")[0] == "crashes"
+    assert sampler.vmprof_verdict((3, 10), "0.6.0")[0] == "safe"
+    assert sampler.vmprof_verdict((3, 13), "0.6.0")[0] == "safe"
+
+
+def test_choose_engine_never_starts_a_crashing_vmprof(monkeypatch):
+    monkeypatch.setattr(sampler, "VMPROF_SAFETY", {sys.version_info[:2]: {"0.6.0": False}})
+    monkeypatch.setattr(sampler, "installed_vmprof_version", lambda: "0.6.0")
+    for setting in ("auto", "vmprof"):
+        choice = sampler.choose_engine(setting)
+        assert choice.engine == "thread"
+        assert "crash" in choice.reason
+    monkeypatch.setattr(sampler, "installed_vmprof_version", lambda: "9.0.0")
+    assert sampler.choose_engine("auto").engine == "thread"  # unverified: not by default
+    assert sampler.choose_engine("vmprof").engine == "vmprof"  # explicit opt-in
+    monkeypatch.setattr(sampler, "installed_vmprof_version", lambda: None)
+    choice = sampler.choose_engine("auto")
+    assert choice.engine == "thread" and choice.vmprof_missing
+    assert sampler.VMPROF_EXTRA in choice.reason
+
+
+# --- the thread sampler -------------------------------------------------------------------
+
+
+def run_sampled(func, mode: str = "wall", interval_ms: float = 1.0) -> sampler.RawProfile:
+    s = sampler.ThreadSampler(threading.get_ident(), interval_ms, mode)
+    s.start()
+    try:
+        func()
+    finally:
+        s.stop()
+    return s.result()
+
+
+def test_thread_sampler_known_split():
+    raw = run_sampled(workload)
+    assert raw.engine == "thread"
+    assert raw.samples > 80, raw.samples
+    assert abs(share(raw, "heavy") - 0.7) < 0.1
+    assert abs(share(raw, "light") - 0.3) < 0.1
+    assert raw.samples / raw.duration_s > 150  # achieved rate at 1 ms (~500/s when idle)
+    leaf_lines = {line for (frames, line), _ in raw.stacks.items() if frames[-1][0] == "burn"}
+    assert leaf_lines  # the executing line is recorded
+
+
+def mine() -> None:
+    burn(0.2)
+
+
+def theirs() -> None:
+    burn(0.3)
+
+
+def test_thread_sampler_only_sees_its_thread():
+    other = threading.Thread(target=theirs)
+    other.start()
+    raw = run_sampled(mine)
+    other.join()
+    names = {f[0] for (frames, _), _ in raw.stacks.items() for f in frames}
+    assert "mine" in names
+    assert "theirs" not in names
+
+
+def test_wall_mode_sees_sleep_cpu_mode_does_not():
+    def mixed():
+        sleeper()
+        heavy()
+
+    wall = run_sampled(mixed, "wall")
+    cpu = run_sampled(mixed, "cpu")
+    assert share(wall, "sleeper") > 0.25
+    assert share(cpu, "sleeper") < 0.1
+    assert any("CPU mode" in note for note in cpu.notes)
+
+
+def test_switch_interval_restored_and_thread_gone():
+    before = sys.getswitchinterval()
+    s = sampler.ThreadSampler(threading.get_ident(), 1.0, "wall")
+    s.start()
+    assert sys.getswitchinterval() < before
+    s.stop()
+    s.stop()  # idempotent
+    assert sys.getswitchinterval() == before
+    assert s._thread is not None and not s._thread.is_alive()
+
+
+# --- vmprof (only where the table says it is safe) -----------------------------------------
+
+vmprof_safe = (
+    sampler.installed_vmprof_version() is not None
+    and sampler.vmprof_verdict(sys.version_info[:2], sampler.installed_vmprof_version() or "")[0]
+    == "safe"
+)
+needs_safe_vmprof = pytest.mark.skipif(
+    not vmprof_safe, reason="vmprof is not known to be safe on this interpreter (never started)"
+)
+
+
+@needs_safe_vmprof
+@pytest.mark.parametrize("mode", ["wall", "cpu"])
+def test_vmprof_known_split_and_thread_filter(mode):
+    s = sampler.VmprofSampler(1.0, mode, f"test-{mode}")
+    other = threading.Thread(target=theirs)
+    other.start()
+    s.start()
+    try:
+        workload()
+    finally:
+        s.stop()
+        other.join()
+    raw = s.result()
+    assert raw.engine == "vmprof"
+    assert raw.samples > (100 if mode == "wall" else 30), raw.samples
+    assert abs(share(raw, "heavy") - 0.7) < 0.1
+    names = {f[0] for (frames, _), _ in raw.stacks.items() for f in frames}
+    assert "theirs" not in names  # the other thread's samples were filtered out
+    assert raw.overhead_ms["disable"] > 0
+    assert sampler.raw_path(raw.raw_file or "") is not None
+
+
+@needs_safe_vmprof
+def test_vmprof_busy_falls_back_to_thread_sampler():
+    first = sampler.start_session("auto", "wall", 1.0, "busy-first")
+    assert first.choice.engine == "vmprof"
+    try:
+        second = sampler.start_session("auto", "wall", 1.0, "busy-second")
+        try:
+            assert second.busy
+            assert second.choice.engine == "thread"
+            assert isinstance(second.sampler, sampler.ThreadSampler)
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+    third = sampler.start_session("auto", "wall", 1.0, "busy-third")
+    third.stop()
+    assert third.choice.engine == "vmprof" and not third.busy
+
+
+def test_raw_path_rejects_traversal():
+    assert sampler.raw_path("../etc/passwd") is None
+    assert sampler.raw_path("x/../../y.vmprof") is None
+    assert sampler.raw_path("missing-file.vmprof") is None
