@@ -113,20 +113,36 @@ SCHEMA: dict[str, dict[str, Option]] = {
             "levels deep.", _non_negative,
         ),
         "MAX_LINE_EVENTS": Option(
-            (int,), 200_000, "Line events measured per request before cheaper accounting "
-            "takes over.", _positive,
+            (int,), 20_000, "Line events measured one by one per request (about 2 us "
+            "each). After that, memory is read only when traced functions start and return, "
+            "and the panel says so: a hot loop in the view stays cheap.", _positive,
         ),
     },
     "INSTANCES": {
         "THRESHOLD": Option(
             (int,), 1000, "Warn when one model has more instances than this.", _positive
         ),
+        "SITES": Option(
+            (bool,), True, "Attribute instances to their creation call site (the first "
+            "project frame up the stack; the full stack is kept once per site).",
+        ),
         "STACK_SAMPLE_EVERY": Option(
-            (int,), 1, "Capture the creation stack of every Nth instance per call path "
-            "(1 = every one until the cap).", _positive,
+            (int,), 1, "Attribute every Nth instance of a model to its call site (1 = every "
+            "instance: exact per-site counts; N > 1: per-site counts are of sampled "
+            "instances, and the panel says so).", _positive,
         ),
         "SIZE_SAMPLE": Option(
-            (int,), 50, "Instances per model measured with Pympler's asizeof.", _non_negative
+            (int,), 50, "Instances per model (the first built) measured with Pympler's "
+            "asizeof at the end of the request; total size is estimated as mean x count.",
+            _non_negative,
+        ),
+        "ALIVE_SAMPLE": Option(
+            (int,), 1000, "Instances per model (the first built) tracked with weak "
+            "references to tell which are still alive after the response.", _non_negative,
+        ),
+        "N_PLUS_ONE": Option(
+            (int,), 5, "A call site whose instances came from this many separate queries "
+            "of one shape (about one instance each) is reported as N+1.", _positive,
         ),
     },
     "EXPLAIN": {
@@ -146,6 +162,14 @@ SCHEMA: dict[str, dict[str, Option]] = {
         ),
         "MAX_SHAPES": Option((int,), 50, "Distinct query shapes explained per request.",
                              _positive),
+        "NESTED_LOOP_ROWS": Option(
+            (int,), 1000, "A nested loop driven by more outer rows than this is a finding.",
+            _positive,
+        ),
+        "SIZE_COUNT_CAP": Option(
+            (int,), 1_000_000, "When no planner estimate exists, table sizes are counted up "
+            "to this many rows (a capped COUNT stays cheap on huge tables).", _positive,
+        ),
     },
 }
 

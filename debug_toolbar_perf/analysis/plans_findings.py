@@ -1,0 +1,626 @@
+"""Findings on stored plans, each pointing at its evidence (a node id), with a fix.
+
+Pure functions of the stored record (plans, table sizes, counts) and the
+thresholds of the ``EXPLAIN`` settings section, so the panel can render them
+later from the toolbar's JSON store. Index suggestions read the filter and
+ORDER BY columns from the statement itself (SQLite plans name no columns);
+Django always qualifies columns (``"table"."column"``), which makes that reliable.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import sqlparse
+
+from .plans import FULL_SCAN, INDEX_SCAN, JOIN, SORT, TEMP, walk
+
+HIGH = "high"
+MEDIUM = "medium"
+
+
+@dataclass
+class Finding:
+    code: str
+    severity: str
+    title: str
+    detail: str
+    node: str | None = None
+    suggestion: str | None = None  # SQL
+    orm: str | None = None  # the Django spelling of the fix
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- the statement's columns --------------------------------------------------------------
+
+_REF = r'(?:"(?P<t1>[^"]+)"|`(?P<t2>[^`]+)`)\.(?:"(?P<c1>[^"]+)"|`(?P<c2>[^`]+)`)'
+_REF_RE = re.compile(_REF)
+_CLAUSE_END = re.compile(
+    r"\b(GROUP BY|ORDER BY|LIMIT|HAVING|OFFSET|FOR UPDATE|UNION|WINDOW)\b", re.IGNORECASE
+)
+
+
+@dataclass
+class Predicate:
+    column: str
+    op: str  # "=", "range", "in", "bool", "not bool", "is null", "is not null", "other"
+    constant: str | None = None  # the partial-index predicate, when it is a constant
+
+
+def _clause(sql: str, keyword: str) -> tuple[str, int]:
+    """The top-level clause after ``keyword`` (WHERE / ORDER BY), with its offset."""
+    try:
+        statement = sqlparse.parse(sql)[0]
+    except Exception:
+        return ("", -1)
+    offset = 0
+    for token in statement.tokens:
+        text = str(token)
+        if keyword == "WHERE" and isinstance(token, sqlparse.sql.Where):
+            body = text[5:]
+            end = _CLAUSE_END.search(body)
+            return (body[: end.start()] if end else body, offset + 5)
+        if keyword == "ORDER BY" and token.normalized == "ORDER BY":
+            rest = sql[offset + len(text) :]
+            end = re.search(r"\b(LIMIT|OFFSET|FOR UPDATE|UNION)\b", rest, re.IGNORECASE)
+            return (rest[: end.start()] if end else rest, offset + len(text))
+        offset += len(text)
+    return ("", -1)
+
+
+def _param_index(sql: str, position: int) -> int:
+    return sql[:position].count("%s")
+
+
+def where_predicates(sql: str, table: str, params: Any = None) -> list[Predicate]:
+    """Predicates on ``table``'s columns in the top-level WHERE clause."""
+    where, offset = _clause(sql, "WHERE")
+    if not where:
+        return []
+    preds: list[Predicate] = []
+    for m in _REF_RE.finditer(where):
+        if (m["t1"] or m["t2"]) != table:
+            continue
+        col = m["c1"] or m["c2"]
+        before = where[: m.start()].rstrip()
+        after = where[m.end() :].lstrip()
+        up = after.upper()
+        if up.startswith("IS NOT NULL"):
+            preds.append(Predicate(col, "is not null", f"{col} IS NOT NULL"))
+        elif up.startswith("IS NULL"):
+            preds.append(Predicate(col, "is null", f"{col} IS NULL"))
+        elif up.startswith("IN "):
+            preds.append(Predicate(col, "in"))
+        elif re.match(r"=\s*%s", after):
+            pos = offset + m.end() + after.index("%s") + (len(where[m.end() :]) - len(after))
+            value = _param_value(params, _param_index(sql, pos))
+            if isinstance(value, bool):
+                preds.append(Predicate(col, "=", col if value else f"NOT {col}"))
+            else:
+                preds.append(Predicate(col, "="))
+        elif re.match(r"=\s*(true|false)\b", after, re.IGNORECASE):
+            truth = after.split("=", 1)[1].strip().lower().startswith("true")
+            preds.append(Predicate(col, "=", col if truth else f"NOT {col}"))
+        elif re.match(r"(<=|>=|<|>|BETWEEN\b)", up):
+            preds.append(Predicate(col, "range"))
+        elif before.upper().endswith("NOT") and (not up or re.match(r"(AND|OR|\))", up)):
+            preds.append(Predicate(col, "not bool", f"NOT {col}"))
+        elif not up or re.match(r"(AND|OR|\))", up):
+            preds.append(Predicate(col, "bool", col))
+        else:
+            preds.append(Predicate(col, "other"))
+    return preds
+
+
+def _param_value(params: Any, index: int) -> Any:
+    if not isinstance(params, list) or index >= len(params):
+        return None
+    item = params[index]
+    if isinstance(item, list) and len(item) == 2 and item[0] == "bool":
+        return bool(item[1])
+    return None
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas outside parentheses."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _select_items(sql: str) -> list[str]:
+    m = re.match(r"\s*SELECT\s+(?:DISTINCT\s+)?(.*?)\s+FROM\s", sql, re.IGNORECASE | re.DOTALL)
+    return _split_top(m.group(1)) if m else []
+
+
+def order_columns(sql: str, table: str) -> list[str]:
+    """ORDER BY columns of ``table`` (positions and aliases resolved), ``"col DESC"`` if so."""
+    clause, _ = _clause(sql, "ORDER BY")
+    cols = []
+    items = None
+    for item in _split_top(clause):
+        desc = bool(re.search(r"\bDESC\b", item, re.IGNORECASE))
+        expr = re.sub(r"\s+(ASC|DESC)\b.*$", "", item, flags=re.IGNORECASE).strip()
+        if items is None and (expr.isdigit() or not _REF_RE.search(expr)):
+            items = _select_items(sql)
+        if items and expr.isdigit() and 0 < int(expr) <= len(items):
+            expr = items[int(expr) - 1]
+        elif items and not _REF_RE.search(expr):
+            alias = expr.strip('"`')
+            expr = next(
+                (i for i in items if re.search(rf"\bAS\s+[\"`]?{re.escape(alias)}[\"`]?$", i)),
+                expr,
+            )
+        m = _REF_RE.search(expr)
+        if m and (m["t1"] or m["t2"]) == table:
+            col = m["c1"] or m["c2"]
+            cols.append(f"{col} DESC" if desc else col)
+    return cols
+
+
+# --- index suggestions -------------------------------------------------------------------
+
+_PLAIN = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _q(name: str) -> str:
+    return name if _PLAIN.match(name) else '"' + name.replace('"', '""') + '"'
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    seen: list[str] = []
+    for item in items:
+        if item.split()[0] not in [s.split()[0] for s in seen]:
+            seen.append(item)
+    return seen
+
+
+def suggest_index(
+    sql: str, table: str, params: Any, partial_ok: bool, extra_order: bool = True
+) -> tuple[str, str | None] | None:
+    """``(CREATE INDEX ..., Django Meta.indexes spelling)`` for a scan of ``table``."""
+    preds = where_predicates(sql, table, params)
+    order = order_columns(sql, table) if extra_order else []
+    constants = [p for p in preds if p.constant]
+    eq = [p.column for p in preds if p.op in ("=", "in") and not p.constant]
+    rng = [p.column for p in preds if p.op == "range"]
+    if not preds and not order:
+        return None
+    name_cols: list[str]
+    where = None
+    if constants and partial_ok:
+        cols = _dedupe(eq + rng + order) or ["id"]
+        where = " AND ".join(_constant_sql(p) for p in constants)
+        name_cols = [p.column for p in constants]
+    else:
+        cols = _dedupe([p.column for p in constants] + eq + rng + order)
+        name_cols = [c.split()[0] for c in cols]
+    if not cols:
+        return None
+    name = f"{table}_{'_'.join(name_cols)}_idx"[:63]
+    sql_cols = ", ".join(_q(c.split()[0]) + (" DESC" if c.endswith(" DESC") else "") for c in cols)
+    stmt = f"CREATE INDEX {_q(name)} ON {_q(table)} ({sql_cols})"
+    if where:
+        stmt += f" WHERE {where}"
+    return stmt, _orm_index(table, cols, constants if where else [], name)
+
+
+def _constant_sql(p: Predicate) -> str:
+    if p.op == "is null":
+        return f"{_q(p.column)} IS NULL"
+    if p.op == "is not null":
+        return f"{_q(p.column)} IS NOT NULL"
+    if p.constant and p.constant.startswith("NOT "):
+        return f"NOT {_q(p.column)}"
+    return _q(p.column)
+
+
+def _model_for_table(table: str) -> Any:
+    try:
+        from django.apps import apps
+
+        for model in apps.get_models():
+            if model._meta.db_table == table:
+                return model
+    except Exception:
+        return None
+    return None
+
+
+def _field_name(model: Any, column: str) -> str:
+    for f in model._meta.concrete_fields:
+        if f.column == column:
+            return f.name if not (f.primary_key and f.name == "id") else "id"
+    return column
+
+
+def _orm_index(table: str, cols: list[str], constants: list[Predicate], name: str) -> str | None:
+    model = _model_for_table(table)
+    if model is None:
+        return None
+    fields = []
+    for c in cols:
+        fname = _field_name(model, c.split()[0])
+        fields.append(f'"-{fname}"' if c.endswith(" DESC") else f'"{fname}"')
+    text = f"models.Index(fields=[{', '.join(fields)}]"
+    if constants:
+        conds = []
+        for p in constants:
+            fname = _field_name(model, p.column)
+            if p.op == "is null":
+                conds.append(f"Q({fname}__isnull=True)")
+            elif p.op == "is not null":
+                conds.append(f"Q({fname}__isnull=False)")
+            else:
+                conds.append(f"Q({fname}={not (p.constant or '').startswith('NOT ')})")
+        text += f", condition={' & '.join(conds)}"
+    return f'{model.__name__}.Meta.indexes: {text}, name="{name[:30]}")'
+
+
+# --- plan findings ------------------------------------------------------------------------
+
+
+def _rows(size: Any) -> int | None:
+    if isinstance(size, list) and size and isinstance(size[0], (int, float)):
+        return int(size[0])
+    return None
+
+
+def plan_findings(
+    shape: dict[str, Any],
+    cfg: dict[str, Any],
+    plan: dict[str, Any] | None = None,
+    partial_ok: bool | None = None,
+) -> list[dict[str, Any]]:
+    """Findings on one shape's plan (or on ``plan``, e.g. an ANALYZE result)."""
+    plan = plan if plan is not None else shape.get("plan")
+    if not plan:
+        return []
+    vendor = shape.get("vendor")
+    if partial_ok is None:
+        partial_ok = vendor in ("postgresql", "sqlite")
+    threshold = int(cfg["FULL_SCAN_ROWS"])
+    loop_rows = int(cfg.get("NESTED_LOOP_ROWS", 1000))
+    sizes = shape.get("table_rows") or {}
+    sql = shape.get("sql") or ""
+    params = shape.get("params")
+    out: list[Finding] = []
+    scanned: dict[str, int] = {}
+    for node, _depth, parents in walk(plan):
+        rel = node.get("relation")
+        if node.get("kind") == FULL_SCAN and rel:
+            size = _rows(sizes.get(rel))
+            if size is not None:
+                scanned[rel] = size
+            cols = where_predicates(sql, rel, params)
+            if not cols and _LIMIT.search(sql) and not _has_temp_sort(plan):
+                continue  # read in order and stopped by the LIMIT: only a few rows are read
+            early = _stops_early(node, parents, size)
+            if early is not None and early <= threshold:
+                continue  # the planner expects the LIMIT to stop the scan after `early` rows
+            if size is not None and size > threshold:
+                fix = suggest_index(sql, rel, params, partial_ok)
+                what = "filter" if cols else "no usable index"
+                out.append(
+                    Finding(
+                        "full_scan",
+                        HIGH,
+                        f"Full scan of {rel} ({size:,} rows)",
+                        f"Every row of {rel} is read ({what}); the table has about {size:,} rows, "
+                        f"over the {threshold:,}-row threshold."
+                        + (
+                            " A partial index holds only the rows the constant filter keeps."
+                            if fix and " WHERE " in fix[0]
+                            else ""
+                        ),
+                        node.get("id"),
+                        fix[0] if fix else None,
+                        fix[1] if fix else None,
+                        {"rows": size, "source": (sizes.get(rel) or [None, None, ""])[2]},
+                    )
+                )
+    for node, _depth, parents in walk(plan):
+        out.extend(_sort_finding(node, parents, plan, shape, scanned, threshold, partial_ok))
+        out.extend(_loop_finding(node, parents, plan, scanned, loop_rows))
+        out.extend(_removed_finding(node, shape, partial_ok))
+    return [f.to_json() for f in out]
+
+
+def _stops_early(
+    node: dict[str, Any], parents: tuple[dict[str, Any], ...], size: int | None
+) -> int | None:
+    """PostgreSQL: rows a scan under a LIMIT is expected to read (from the Limit's cost)."""
+    if size is None or node.get("cost") is None:
+        return None
+    for parent in reversed(parents):
+        if parent.get("type") == "Limit":
+            limit_cost = parent.get("cost")
+            startup = float((node.get("extra") or {}).get("Startup Cost", 0) or 0)
+            total = float(node["cost"]) - startup
+            if limit_cost is None or total <= 0:
+                return None
+            return int(size * min(1.0, max(0.0, (float(limit_cost) - startup) / total)))
+        if parent.get("kind") != "other" or len(parent.get("children") or ()) > 1:
+            return None  # a sort, join or aggregate consumes the whole scan
+    return None
+
+
+_LIMIT = re.compile(r"\bLIMIT\b", re.IGNORECASE)
+
+
+def _has_temp_sort(plan: dict[str, Any]) -> bool:
+    for n, _d, _p in walk(plan):
+        flags = set(n.get("flags") or ())
+        if n.get("kind") in (SORT, TEMP) or flags & {"using_filesort", "temp_btree"}:
+            return True
+    return False
+
+
+def _subtree_input(node: dict[str, Any], scanned: dict[str, int]) -> int | None:
+    best = None
+    for n, _d, _p in walk(node):
+        rows = n.get("actual_rows") if n.get("actual_rows") is not None else n.get("est_rows")
+        if n.get("relation") in scanned:  # a scan feeds at most the table's rows
+            size = scanned[n["relation"]]
+            rows = size if rows is None else min(rows, size)
+        if rows is not None and n is not node:
+            best = max(best or 0, int(rows))
+    return best
+
+
+def _sort_finding(
+    node: dict[str, Any],
+    parents: tuple[dict[str, Any], ...],
+    plan: dict[str, Any],
+    shape: dict[str, Any],
+    scanned: dict[str, int],
+    threshold: int,
+    partial_ok: bool,
+) -> list[Finding]:
+    flags = node.get("flags") or []
+    kind = node.get("kind")
+    if kind not in (SORT, TEMP) and not {"using_filesort", "using_temporary_table"} & set(flags):
+        return []
+    if "partial" in flags:
+        return []
+    spills = "spills_to_disk" in flags
+    if "temp_btree" in flags:  # SQLite: the sorted input is whatever the plan scans
+        rows = max(scanned.values()) if scanned else None
+    else:
+        rows = _subtree_input(node, scanned)
+    if not spills and (rows is None or rows <= threshold):
+        return []
+    label = node.get("type", "sort")
+    tables = sorted({n["relation"] for n, _d, _p in walk(plan) if n.get("relation")})
+    fix = None
+    if len(tables) == 1:
+        cols = order_columns(shape.get("sql") or "", tables[0])
+        if cols:
+            fix = suggest_index(shape.get("sql") or "", tables[0], None, False, True)
+            if fix and not any(c.split()[0] in fix[0] for c in cols):
+                fix = None
+    detail = (
+        f"{label}: about {rows:,} rows go through a temporary structure"
+        if rows
+        else f"{label} through a temporary structure"
+    )
+    if spills:
+        detail += "; it spills to disk (work_mem / tmp_table_size too small for it)"
+    detail += (
+        ". An index in the ORDER BY / GROUP BY order lets the database read rows already sorted."
+        if fix
+        else "."
+    )
+    return [
+        Finding(
+            "temp_sort",
+            HIGH if spills else MEDIUM,
+            "Sort spills to disk" if spills else "Sort / aggregate through a temporary structure",
+            detail,
+            node.get("id"),
+            fix[0] if fix else None,
+            fix[1] if fix else None,
+            {"rows": rows, "spills": spills},
+        )
+    ]
+
+
+def _loop_finding(
+    node: dict[str, Any],
+    parents: tuple[dict[str, Any], ...],
+    plan: dict[str, Any],
+    scanned: dict[str, int],
+    loop_rows: int,
+) -> list[Finding]:
+    children = node.get("children") or []
+    if node.get("type") == "Nested Loop" and len(children) >= 2:  # PostgreSQL
+        outer, inner = children[0], children[1]
+        if outer.get("actual_rows") is not None:
+            rows = (outer.get("actual_rows") or 0) * (outer.get("loops") or 1)
+        else:
+            if any(p.get("type") == "Limit" for p in parents):
+                return []  # a LIMIT stops the loop early: the estimate overstates it
+            rows = outer.get("est_rows") or 0
+        if rows > loop_rows:
+            return [
+                Finding(
+                    "nested_loop",
+                    HIGH if inner.get("kind") == FULL_SCAN else MEDIUM,
+                    f"Nested loop over {int(rows):,} outer rows",
+                    f"The inner side ({inner.get('type')} "
+                    f"{inner.get('relation') or ''}) runs once per outer row.",
+                    node.get("id"),
+                    evidence={"outer_rows": int(rows)},
+                )
+            ]
+        return []
+    if node.get("kind") != JOIN and node is not plan:
+        return []
+    # SQLite (root children in loop order) and MariaDB (Nested loop node): the outer table
+    # drives the loop; an inner full scan repeats per outer row.
+    tables = [c for c in children if c.get("relation")]
+    if len(tables) < 2:
+        return []
+    outer = tables[0]
+    rows = scanned.get(outer["relation"]) if outer.get("kind") == FULL_SCAN else None
+    if rows is None:
+        rows = outer.get("actual_rows") or outer.get("est_rows")
+    for inner in tables[1:]:
+        if inner.get("kind") == FULL_SCAN and rows and rows > loop_rows:
+            return [
+                Finding(
+                    "nested_loop",
+                    HIGH,
+                    f"Nested loop over {int(rows):,} outer rows",
+                    f"{inner['relation']} is scanned in full for each row of "
+                    f"{outer['relation']}: add an index on the join column.",
+                    inner.get("id"),
+                    evidence={"outer_rows": int(rows)},
+                )
+            ]
+    return []
+
+
+def _removed_finding(
+    node: dict[str, Any], shape: dict[str, Any], partial_ok: bool
+) -> list[Finding]:
+    removed = node.get("rows_removed")
+    if removed is None or node.get("kind") not in (INDEX_SCAN, FULL_SCAN):
+        return []
+    loops = node.get("loops") or 1
+    kept = (node.get("actual_rows") or 0) * loops
+    removed_total = removed * loops
+    if removed_total < 1000 or removed_total < 9 * kept:
+        return []
+    rel = node.get("relation")
+    fix = (
+        suggest_index(shape.get("sql") or "", rel, shape.get("params"), partial_ok) if rel else None
+    )
+    share = removed_total / (removed_total + kept) if removed_total + kept else 0
+    return [
+        Finding(
+            "rows_removed",
+            HIGH if node.get("kind") == INDEX_SCAN else MEDIUM,
+            f"{share:.0%} of the rows read are discarded",
+            f"{node.get('type')} on {rel} read {int(removed_total + kept):,} rows and "
+            f"discarded {int(removed_total):,} by a filter the index does not cover.",
+            node.get("id"),
+            fix[0] if fix else None,
+            fix[1] if fix else None,
+            {"removed": int(removed_total), "kept": int(kept)},
+        )
+    ]
+
+
+# --- N+1 ----------------------------------------------------------------------------------
+
+
+def n_plus_one(shape: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """A SELECT shape repeated per parent row, with the likely ORM fix."""
+    count = int(shape.get("count") or 0)
+    if shape.get("kind") != "select" or count < int(cfg["REPEATED_QUERY_THRESHOLD"]):
+        return None
+    sql = shape.get("sql") or ""
+    lines = shape.get("lines") or []
+    line = next((ln for ln in lines if ln.get("project")), lines[0] if lines else None)
+    fix, orm = _relation_fix(sql, (line or {}).get("source") or "")
+    where = f" at {line['file']}:{line['line']}" if line else ""
+    return Finding(
+        "n_plus_one",
+        HIGH,
+        f"N+1: the same query ran {count} times",
+        f"One query per parent row{where}. " + fix,
+        None,
+        None,
+        orm,
+        {"count": count, "line": line},
+    ).to_json()
+
+
+def _relation_fix(sql: str, source: str) -> tuple[str, str | None]:
+    table_m = re.search(r'\bFROM\s+(?:"([^"]+)"|`([^`]+)`)', sql, re.IGNORECASE)
+    if not table_m:
+        return ("Fetch the rows in one query (__in) instead of one per row.", None)
+    table = table_m[1] or table_m[2]
+    preds = where_predicates(sql, table)
+    eq = [p.column for p in preds if p.op == "="]
+    model = _model_for_table(table)
+    if model is None or not eq:
+        return ("Fetch the rows in one query (__in) instead of one per row.", None)
+    col = eq[0]
+    pk = model._meta.pk
+    counting = bool(re.match(r"\s*SELECT\s+COUNT\(", sql, re.IGNORECASE))
+    if pk is not None and col == pk.column:
+        candidates = []
+        from django.apps import apps
+
+        for other in apps.get_models():
+            for f in other._meta.concrete_fields:
+                if f.is_relation and f.many_to_one and f.related_model is model:
+                    candidates.append((other, f))
+        ranked = sorted(candidates, key=lambda c: f".{c[1].name}" not in source)
+        if ranked:
+            other, f = ranked[0]
+            orm = f'{other.__name__}.objects....select_related("{f.name}")'
+            return (
+                f"Each {other.__name__} loads its {f.name} ({model.__name__}) separately: "
+                f'add .select_related("{f.name}") to the {other.__name__} queryset.',
+                orm,
+            )
+        return (
+            f"Each row loads one {model.__name__} by primary key: use select_related.",
+            "select_related(...)",
+        )
+    for f in model._meta.concrete_fields:
+        if f.is_relation and f.many_to_one and f.column == col:
+            parent = f.related_model
+            accessor = f.remote_field.get_accessor_name()
+            orm = f'{parent.__name__}.objects....prefetch_related("{accessor}")'
+            text = (
+                f"Each {parent.__name__} queries its {accessor} separately: add "
+                f'.prefetch_related("{accessor}") to the {parent.__name__} queryset'
+            )
+            if counting:
+                text += (
+                    f', or annotate the count once with .annotate(n_{accessor}=Count("{accessor}"))'
+                )
+            return (text + ".", orm)
+    return ("Fetch the rows in one query (__in) instead of one per row.", None)
+
+
+# --- whole record -------------------------------------------------------------------------
+
+
+def analyse(record: dict[str, Any], cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Shapes sorted by impact, each with its findings (plan + N+1)."""
+    out = []
+    for shape in record.get("shapes") or []:
+        findings = plan_findings(shape, cfg)
+        n1 = n_plus_one(shape, cfg)
+        if n1:
+            findings.insert(0, n1)
+        out.append(
+            {
+                **shape,
+                "findings": findings,
+                "finding_nodes": sorted({f["node"] for f in findings if f.get("node")}),
+                "impact": shape.get("count", 0) * shape.get("total_ms", 0.0),
+            }
+        )
+    out.sort(key=lambda s: (s["impact"], s.get("total_ms", 0)), reverse=True)
+    return out

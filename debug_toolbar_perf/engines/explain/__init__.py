@@ -1,0 +1,6 @@
+"""The ExplainPanel's engine: capture (every statement, by shape), per-vendor EXPLAIN,
+on-demand EXPLAIN ANALYZE that never changes data."""
+
+from .capture import CaptureSession, fingerprint, statement_kind
+
+__all__ = ["CaptureSession", "fingerprint", "statement_kind"]
