@@ -38,21 +38,19 @@ def compatible(python: str, django: str) -> bool:
 
 def _run(session: nox.Session, django: str, toolbar: str) -> None:
     session.install("-e", ".[all]", DJANGOS[django], TOOLBARS[toolbar], *TEST_DEPS)
-    session.run("python", "-c", "import django, debug_toolbar; "
-                "print('Django', django.__version__, 'DDT', debug_toolbar.VERSION)")
+    session.run(
+        "python",
+        "-c",
+        "import django, debug_toolbar; "
+        "print('Django', django.__version__, 'DDT', debug_toolbar.VERSION)",
+    )
     session.run("pytest", "-m", "not browser", "-p", "no:randomly", *session.posargs)
 
 
 @nox.session
 @nox.parametrize(
     "python,django,toolbar",
-    [
-        (p, d, t)
-        for p in PYTHONS
-        for d in DJANGOS
-        for t in TOOLBARS
-        if compatible(p, d)
-    ],
+    [(p, d, t) for p in PYTHONS for d in DJANGOS for t in TOOLBARS if compatible(p, d)],
 )
 def matrix(session: nox.Session, django: str, toolbar: str) -> None:
     _run(session, django, toolbar)

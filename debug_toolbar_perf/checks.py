@@ -36,8 +36,11 @@ def _check_value(path: str, option: Option, value: Any, errors: list[Error]) -> 
         problem = option.validate(value)
         if problem:
             errors.append(
-                Error(f"{path} {problem}, got {value!r}.", hint=option.help,
-                      id="debug_toolbar_perf.E003")
+                Error(
+                    f"{path} {problem}, got {value!r}.",
+                    hint=option.help,
+                    id="debug_toolbar_perf.E003",
+                )
             )
 
 
@@ -46,13 +49,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     config = user_config()
     errors: list[Error] = []
     if not isinstance(config, dict):
-        return [Error(f"{SETTING_NAME} must be a dict, got {type(config).__name__}.",
-                      id="debug_toolbar_perf.E001")]
+        return [
+            Error(
+                f"{SETTING_NAME} must be a dict, got {type(config).__name__}.",
+                id="debug_toolbar_perf.E001",
+            )
+        ]
     for key, value in config.items():
         if key in SECTIONS:
             if not isinstance(value, dict):
-                errors.append(Error(f"{SETTING_NAME}[{key!r}] must be a dict.",
-                                    id="debug_toolbar_perf.E002"))
+                errors.append(
+                    Error(f"{SETTING_NAME}[{key!r}] must be a dict.", id="debug_toolbar_perf.E002")
+                )
                 continue
             for sub, subvalue in value.items():
                 option = SCHEMA[key].get(sub)
@@ -63,8 +71,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         elif key in SCHEMA["GENERAL"]:
             _check_value(f"{SETTING_NAME}[{key!r}]", SCHEMA["GENERAL"][key], value, errors)
         else:
-            errors.append(_unknown(f"{SETTING_NAME}[{key!r}]",
-                                   {**SCHEMA["GENERAL"], **dict.fromkeys(SECTIONS)}))
+            errors.append(
+                _unknown(
+                    f"{SETTING_NAME}[{key!r}]", {**SCHEMA["GENERAL"], **dict.fromkeys(SECTIONS)}
+                )
+            )
     return errors
 
 
@@ -85,6 +96,7 @@ def check_engines(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     for path in dt_settings.get_panels():
         problem = missing_engine(path)
         if problem:
-            warnings.append(Warning(problem.message, hint=problem.fix,
-                                    id="debug_toolbar_perf.W001"))
+            warnings.append(
+                Warning(problem.message, hint=problem.fix, id="debug_toolbar_perf.W001")
+            )
     return warnings

@@ -89,12 +89,16 @@ SCHEMA: dict[str, dict[str, Option]] = {
         ),
         "INTERVAL_MS": Option(NUMBER, 1.0, "Sampling period in milliseconds.", _positive),
         "MIN_SAMPLES": Option(
-            (int,), 50, "Below this many samples the panel warns the profile is thin.",
+            (int,),
+            50,
+            "Below this many samples the panel warns the profile is thin.",
             _non_negative,
         ),
         "MAX_NODES": Option(
-            (int,), 5000, "Call-tree nodes kept in the stored stats (the rest is pruned "
-            "and said so).", _positive,
+            (int,),
+            5000,
+            "Call-tree nodes kept in the stored stats (the rest is pruned and said so).",
+            _positive,
         ),
     },
     "LINE_MEMORY": {
@@ -109,13 +113,18 @@ SCHEMA: dict[str, dict[str, Option]] = {
             (list, tuple), [], "Dotted paths of extra functions to trace.", _str_list
         ),
         "FOLLOW_DEPTH": Option(
-            (int,), 0, "Also trace project functions called from traced code, this many "
-            "levels deep.", _non_negative,
+            (int,),
+            0,
+            "Also trace project functions called from traced code, this many levels deep.",
+            _non_negative,
         ),
         "MAX_LINE_EVENTS": Option(
-            (int,), 20_000, "Line events measured one by one per request (about 2 us "
+            (int,),
+            20_000,
+            "Line events measured one by one per request (about 2 us "
             "each). After that, memory is read only when traced functions start and return, "
-            "and the panel says so: a hot loop in the view stays cheap.", _positive,
+            "and the panel says so: a hot loop in the view stays cheap.",
+            _positive,
         ),
     },
     "INSTANCES": {
@@ -123,52 +132,73 @@ SCHEMA: dict[str, dict[str, Option]] = {
             (int,), 1000, "Warn when one model has more instances than this.", _positive
         ),
         "SITES": Option(
-            (bool,), True, "Attribute instances to their creation call site (the first "
+            (bool,),
+            True,
+            "Attribute instances to their creation call site (the first "
             "project frame up the stack; the full stack is kept once per site).",
         ),
         "STACK_SAMPLE_EVERY": Option(
-            (int,), 1, "Attribute every Nth instance of a model to its call site (1 = every "
+            (int,),
+            1,
+            "Attribute every Nth instance of a model to its call site (1 = every "
             "instance: exact per-site counts; N > 1: per-site counts are of sampled "
-            "instances, and the panel says so).", _positive,
+            "instances, and the panel says so).",
+            _positive,
         ),
         "SIZE_SAMPLE": Option(
-            (int,), 50, "Instances per model (the first built) measured with Pympler's "
+            (int,),
+            50,
+            "Instances per model (the first built) measured with Pympler's "
             "asizeof at the end of the request; total size is estimated as mean x count.",
             _non_negative,
         ),
         "ALIVE_SAMPLE": Option(
-            (int,), 1000, "Instances per model (the first built) tracked with weak "
-            "references to tell which are still alive after the response.", _non_negative,
+            (int,),
+            1000,
+            "Instances per model (the first built) tracked with weak "
+            "references to tell which are still alive after the response.",
+            _non_negative,
         ),
         "N_PLUS_ONE": Option(
-            (int,), 5, "A call site whose instances came from this many separate queries "
-            "of one shape (about one instance each) is reported as N+1.", _positive,
+            (int,),
+            5,
+            "A call site whose instances came from this many separate queries "
+            "of one shape (about one instance each) is reported as N+1.",
+            _positive,
         ),
     },
     "EXPLAIN": {
         "FULL_SCAN_ROWS": Option(
-            (int,), 10_000, "A full scan of a table with more rows than this is a finding.",
+            (int,),
+            10_000,
+            "A full scan of a table with more rows than this is a finding.",
             _non_negative,
         ),
         "REPEATED_QUERY_THRESHOLD": Option(
             (int,), 5, "A shape run this many times or more is reported as N+1.", _positive
         ),
         "ALLOW_ANALYZE_WRITES": Option(
-            (bool,), False, "Allow EXPLAIN ANALYZE of non-SELECT statements (always inside "
+            (bool,),
+            False,
+            "Allow EXPLAIN ANALYZE of non-SELECT statements (always inside "
             "a transaction that is rolled back).",
         ),
         "STATEMENT_TIMEOUT_MS": Option(
             (int,), 5000, "Timeout for on-demand EXPLAIN ANALYZE.", _positive
         ),
-        "MAX_SHAPES": Option((int,), 50, "Distinct query shapes explained per request.",
-                             _positive),
+        "MAX_SHAPES": Option((int,), 50, "Distinct query shapes explained per request.", _positive),
         "NESTED_LOOP_ROWS": Option(
-            (int,), 1000, "A nested loop driven by more outer rows than this is a finding.",
+            (int,),
+            1000,
+            "A nested loop driven by more outer rows than this is a finding.",
             _positive,
         ),
         "SIZE_COUNT_CAP": Option(
-            (int,), 1_000_000, "When no planner estimate exists, table sizes are counted up "
-            "to this many rows (a capped COUNT stays cheap on huge tables).", _positive,
+            (int,),
+            1_000_000,
+            "When no planner estimate exists, table sizes are counted up "
+            "to this many rows (a capped COUNT stays cheap on huge tables).",
+            _positive,
         ),
     },
 }

@@ -46,7 +46,5 @@ def error_record(stage: str, exc: BaseException) -> dict[str, Any]:
         "stage": stage,
         "type": type(exc).__name__,
         "message": str(exc)[:2000],
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[
-            -8000:
-        ],
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8000:],
     }

@@ -52,9 +52,7 @@ def unwrap_function(obj: Any) -> Any:
         seen += 1
         if isinstance(obj, partial):
             obj = obj.func
-        elif inspect.ismethod(obj):
-            obj = obj.__func__
-        elif isinstance(obj, (staticmethod, classmethod)):
+        elif inspect.ismethod(obj) or isinstance(obj, (staticmethod, classmethod)):
             obj = obj.__func__
         elif hasattr(obj, "__wrapped__"):
             obj = obj.__wrapped__
@@ -119,12 +117,12 @@ def scope_is_view() -> bool:
 
 # --- project code vs library code -------------------------------------------------
 
+
 @cache
 def _library_roots() -> tuple[str, ...]:
     roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     roots.update(p for p in sys.path if "site-packages" in p or "dist-packages" in p)
-    return tuple(sorted({os.path.realpath(r) + os.sep for r in roots if r}, key=len,
-                        reverse=True))
+    return tuple(sorted({os.path.realpath(r) + os.sep for r in roots if r}, key=len, reverse=True))
 
 
 @cache

@@ -18,9 +18,11 @@ from django.views.decorators.http import require_GET
 try:  # Django 5.1+
     from django.contrib.auth.decorators import login_not_required
 except ImportError:  # pragma: no cover
+
     def login_not_required(view):  # type: ignore[no-redef]
         view.login_required = False
         return view
+
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_SIGNED_LENGTH = 4096

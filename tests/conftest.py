@@ -31,6 +31,7 @@ def _rebuild_toolbar_urls(*, setting: str, **kwargs: Any) -> None:
     if setting != "DEBUG_TOOLBAR_PANELS":
         return
     import demo_site.urls
+
     import tests.urls
 
     DebugToolbar._urlpatterns = None
@@ -57,9 +58,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if REQUIRE_SERVICES:
-        missing = sorted(
-            {a for a in ("postgres", "mariadb") if a not in settings.DATABASES}
-        )
+        missing = sorted({a for a in ("postgres", "mariadb") if a not in settings.DATABASES})
         if missing:
             print(f"\nPERF_REQUIRE_SERVICES=1 but not reachable: {', '.join(missing)}")
             session.exitstatus = 1
@@ -121,9 +120,7 @@ class ToolbarRun:
         return self.stored_panel(panel_id).nav_subtitle
 
 
-def run_with_toolbar(
-    client: Client, path: str, method: str = "get", **kwargs: Any
-) -> ToolbarRun:
+def run_with_toolbar(client: Client, path: str, method: str = "get", **kwargs: Any) -> ToolbarRun:
     created: list[DebugToolbar] = []
 
     def _grab(sender: Any, toolbar: DebugToolbar, **_: Any) -> None:

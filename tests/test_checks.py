@@ -59,7 +59,9 @@ def test_user_values_override_defaults_per_key() -> None:
 
 def test_missing_engine_is_a_warning_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     real = availability.module_installed
-    monkeypatch.setattr(availability, "module_installed", lambda name: name != "pympler" and real(name))
+    monkeypatch.setattr(
+        availability, "module_installed", lambda name: name != "pympler" and real(name)
+    )
     warnings = check_engines()
     assert ids(warnings) == ["debug_toolbar_perf.W001"]
     assert "ModelInstancesPanel needs Pympler" in warnings[0].msg

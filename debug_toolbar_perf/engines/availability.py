@@ -24,8 +24,10 @@ class EngineProblem:
 # panel class name -> (module to import, distribution, extra)
 REQUIREMENTS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "SamplingProfilerPanel": (("vmprof", "vmprof", "vmprof"),),
-    "LineMemoryPanel": (("memory_profiler", "memory-profiler", "memory"),
-                        ("psutil", "psutil", "memory")),
+    "LineMemoryPanel": (
+        ("memory_profiler", "memory-profiler", "memory"),
+        ("psutil", "psutil", "memory"),
+    ),
     "ModelInstancesPanel": (("pympler", "Pympler", "pympler"),),
     "ExplainPanel": (),
 }

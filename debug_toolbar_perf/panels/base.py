@@ -103,8 +103,9 @@ class PerfPanel(Panel):
         try:
             return func(*args, **kwargs)
         except Exception as exc:
-            logger.warning("debug_toolbar_perf: %s failed in %s", type(self).__name__, stage,
-                           exc_info=True)
+            logger.warning(
+                "debug_toolbar_perf: %s failed in %s", type(self).__name__, stage, exc_info=True
+            )
             self._errors.append(error_record(stage, exc))
             return None
 
@@ -186,8 +187,7 @@ class PerfPanel(Panel):
                 context["exports"] = self.export_links()
             return render_to_string(self.template, context)
         except Exception as exc:
-            logger.warning("debug_toolbar_perf: rendering %s failed", self.panel_id,
-                           exc_info=True)
+            logger.warning("debug_toolbar_perf: rendering %s failed", self.panel_id, exc_info=True)
             context["errors"].append(error_record("render", exc))
             context["has_record"] = False
             return render_to_string("debug_toolbar_perf/panels/failed.html", context)

@@ -55,9 +55,7 @@ TEMPLATES = [
 WSGI_APPLICATION = "demo_site.wsgi.application"
 ASGI_APPLICATION = "demo_site.asgi.application"
 
-DATABASES = {
-    "default": from_env(os.environ.get("DEMO_SQLITE_PATH") or BASE_DIR / "demo.sqlite3")
-}
+DATABASES = {"default": from_env(os.environ.get("DEMO_SQLITE_PATH") or BASE_DIR / "demo.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 STATIC_URL = "static/"

@@ -1,6 +1,5 @@
 from debug_toolbar.toolbar import debug_toolbar_urls
 from django.urls import path
-
 from shop import views
 
 urlpatterns = [

@@ -11,7 +11,9 @@ from tests.browser.conftest import open_panel, screenshot
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_flame_graph_shows_the_hot_function(page: Any, live_server: Any, transactional_db: Any) -> None:
+def test_flame_graph_shows_the_hot_function(
+    page: Any, live_server: Any, transactional_db: Any
+) -> None:
     page.goto(live_server.url + "/cpu/?n=7000")
     panel = open_panel(page, "SamplingProfilerPanel")
     flame = panel.locator(".djdt-perf-flame-canvas")

@@ -1,4 +1,4 @@
-"""The shared base: faults never reach the page, stats survive the store, errors show in the panel."""
+"""The shared base: faults never reach the page, stats survive the store, errors show inside."""
 
 from __future__ import annotations
 

@@ -51,4 +51,6 @@ class ProbePanel(PerfPanel):
     def export(self, fmt: str, stats: dict[str, Any]) -> ExportFile | None:
         if fmt != "txt":
             return None
-        return ExportFile("../../etc/passwd probe.txt", "text/plain", stats["record"]["label"].encode())
+        return ExportFile(
+            "../../etc/passwd probe.txt", "text/plain", stats["record"]["label"].encode()
+        )
