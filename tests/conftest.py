@@ -31,9 +31,13 @@ def _rebuild_toolbar_urls(*, setting: str, **kwargs: Any) -> None:
     if setting != "DEBUG_TOOLBAR_PANELS":
         return
     import demo_site.urls
+    from debug_toolbar.settings import get_panels
 
     import tests.urls
 
+    # The toolbar's own receiver may run after this one: clear its panel caches first.
+    get_panels.cache_clear()
+    DebugToolbar._panel_classes = None
     DebugToolbar._urlpatterns = None
     importlib.reload(demo_site.urls)
     importlib.reload(tests.urls)
