@@ -100,6 +100,14 @@ SCHEMA: dict[str, dict[str, Option]] = {
             "Call-tree nodes kept in the stored stats (the rest is pruned and said so).",
             _positive,
         ),
+        "VMPROF_NAMES": Option(
+            (str,),
+            "registry",
+            "How vmprof's sampled code addresses get names: 'registry' (a weak id->code "
+            "registry filled once, so a request pays no heap walk) or 'heap' (vmprof's own "
+            "disable(), which walks every object: 20-130 ms per request).",
+            choices=("registry", "heap"),
+        ),
     },
     "LINE_MEMORY": {
         "BACKEND": Option(
@@ -110,7 +118,12 @@ SCHEMA: dict[str, dict[str, Option]] = {
             choices=("rss", "tracemalloc"),
         ),
         "FUNCTIONS": Option(
-            (list, tuple), [], "Dotted paths of extra functions to trace.", _str_list
+            (list, tuple),
+            [],
+            "Dotted paths of extra functions to trace (besides the view, functions decorated "
+            "with debug_toolbar_perf.profile_memory and project functions decorated with "
+            "memory_profiler's @profile).",
+            _str_list,
         ),
         "FOLLOW_DEPTH": Option(
             (int,),
@@ -120,7 +133,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
         ),
         "MAX_LINE_EVENTS": Option(
             (int,),
-            20_000,
+            10_000,
             "Line events measured one by one per request (about 2 us "
             "each). After that, memory is read only when traced functions start and return, "
             "and the panel says so: a hot loop in the view stays cheap.",
@@ -158,6 +171,12 @@ SCHEMA: dict[str, dict[str, Option]] = {
             "Instances per model (the first built) tracked with weak "
             "references to tell which are still alive after the response.",
             _non_negative,
+        ),
+        "FULL_GC": Option(
+            (bool,), False, "Run a full gc.collect() before counting survivors, so cyclic "
+            "garbage (e.g. a class-based view and its cached QuerySet) is not reported as "
+            "alive. Costs 0.05-0.2 s per request on a large heap; off: only the young "
+            "generations are collected and the panel says so.",
         ),
         "N_PLUS_ONE": Option(
             (int,),

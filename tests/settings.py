@@ -40,6 +40,8 @@ if MARIADB_AVAILABLE:
 ROOT_URLCONF = "tests.urls"
 INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework", "tests.testapp"]  # noqa: F405
 
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.instances_app"]  # instances panel test models
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEBUG_TOOLBAR_CONFIG = {
     **DEBUG_TOOLBAR_CONFIG,  # noqa: F405

@@ -13,21 +13,47 @@ from django.views.generic import TemplateView
 from .models import Category, Product, Review
 
 PAGES = [
-    ("cpu", "CPU-heavy page", "A pure-Python hot function plus a template rendered in a loop. "
-     "Sampling profiler: the hot function and its share."),
-    ("memory", "Memory page", "Allocates tens of MB on identifiable lines, frees part. "
-     "Line memory panel: the allocating lines."),
-    ("n_plus_one", "Products with categories (N+1)", "One query per product for its category. "
-     "Explain and instances panels: the repeated shape and its fix."),
-    ("fixed", "Products with categories (fixed)", "select_related + prefetch_related: "
-     "the twin of the N+1 page."),
-    ("truthy", "Review of one product (truthy QuerySet)", "A class-based view whose helper tests "
-     "a QuerySet for truth and builds every review. Instances panel: the count and the line."),
+    (
+        "cpu",
+        "CPU-heavy page",
+        "A pure-Python hot function plus a template rendered in a loop. "
+        "Sampling profiler: the hot function and its share.",
+    ),
+    (
+        "memory",
+        "Memory page",
+        "Allocates tens of MB on identifiable lines, frees part. "
+        "Line memory panel: the allocating lines.",
+    ),
+    (
+        "n_plus_one",
+        "Products with categories (N+1)",
+        "One query per product for its category. "
+        "Explain and instances panels: the repeated shape and its fix.",
+    ),
+    (
+        "fixed",
+        "Products with categories (fixed)",
+        "select_related + prefetch_related: the twin of the N+1 page.",
+    ),
+    (
+        "truthy",
+        "Review of one product (truthy QuerySet)",
+        "A class-based view whose helper tests "
+        "a QuerySet for truth and builds every review. Instances panel: the count and the line.",
+    ),
     ("truthy_fixed", "Review of one product (fixed)", "The same view using .exists()."),
-    ("unindexed", "Published products (unindexed filter)", "A filter on an unindexed boolean "
-     "column of a 100k-row table. Explain panel: full scan and a partial index."),
-    ("sorted", "Most popular products (sort)", "ORDER BY an unindexed column: "
-     "a temporary B-tree / filesort."),
+    (
+        "unindexed",
+        "Published products (unindexed filter)",
+        "A filter on an unindexed boolean "
+        "column of a 100k-row table. Explain panel: full scan and a partial index.",
+    ),
+    (
+        "sorted",
+        "Most popular products (sort)",
+        "ORDER BY an unindexed column: a temporary B-tree / filesort.",
+    ),
     ("hot_loop", "Hot loop", "A tight loop in the view's own code (cost control of line tracing)."),
 ]
 
@@ -37,6 +63,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 # --- CPU -----------------------------------------------------------------------------
+
 
 def slow_primes(limit: int) -> list[int]:
     """Deliberately naive: the hot function the sampling profiler should find."""
@@ -65,6 +92,7 @@ def cpu(request: HttpRequest) -> HttpResponse:
 
 # --- memory -----------------------------------------------------------------------------
 
+
 def memory(request: HttpRequest) -> HttpResponse:
     big_list = [0] * 6_000_000  # ~46 MiB of pointers: the heaviest line
     strings = [f"item {i}" for i in range(200_000)]  # ~15 MiB of small strings
@@ -82,6 +110,7 @@ def hot_loop(request: HttpRequest) -> HttpResponse:
 
 
 # --- N+1 and its fix --------------------------------------------------------------------
+
 
 def n_plus_one(request: HttpRequest) -> HttpResponse:
     products = Product.objects.order_by("pk")[:50]
@@ -103,6 +132,7 @@ def fixed(request: HttpRequest) -> HttpResponse:
 
 # --- the truthy QuerySet (../shared/context/004) ---------------------------------------
 
+
 class ReviewSummaryView(TemplateView):
     template_name = "shop/review.html"
     queryset = Review.objects.all()
@@ -115,6 +145,12 @@ class ReviewSummaryView(TemplateView):
     def get(self, request, *args, **kwargs):
         review = self.get_first_review()
         return self.render_to_response({"review": review, "title": "Truthy QuerySet"})
+
+    def setup(self, request, *args, **kwargs):
+        super().setup(request, *args, **kwargs)
+        # A fresh QuerySet per request (as DRF's get_queryset() does): the class attribute
+        # would otherwise cache its rows after the first request and hide the bug.
+        self.queryset = self.queryset.all()
 
 
 class ReviewSummaryFixedView(ReviewSummaryView):
@@ -129,6 +165,7 @@ class ReviewSummaryFixedView(ReviewSummaryView):
 
 
 # --- plans ------------------------------------------------------------------------------
+
 
 def unindexed(request: HttpRequest) -> HttpResponse:
     products = list(Product.objects.filter(published=True).order_by("pk")[:50])

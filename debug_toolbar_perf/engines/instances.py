@@ -1,0 +1,556 @@
+"""Count every Django model instance a request builds, and where it was built.
+
+One hook per process, installed once and never stacked: Django calls
+``post_init.send(sender=cls, instance=self)`` at the end of every
+``Model.__init__`` (querysets, ``select_related``, ``prefetch_related``,
+deferred loading and unsaved instances all go through it). We replace the
+``send`` attribute of that one signal object with a function that counts and
+then hands over to Django's own ``send``. Measured on 200k instances from a
+queryset (docs/instances.md): a ``post_init`` receiver costs x1.22 because
+``Signal.send`` builds receiver lists per call, this hook x1.03-x1.05.
+
+The hook is gated per request by a :class:`~debug_toolbar_perf.context.RequestLocal`
+(a ``ContextVar``): with no collector bound in the current context it returns at
+once, so concurrent requests on other threads count only their own instances.
+Threads the view starts with ``threading.Thread`` do not inherit the ContextVar:
+their instances are not counted (documented, tested). Work handed to
+``asgiref.sync_to_async`` or started under ``contextvars.copy_context().run`` is.
+
+Call sites: for each instance we walk up from ``Model.__init__`` to the first
+project frame (``scope.is_project_file``). The walk is memoised on the frames of
+the enclosing queryset iteration (same frame object, same instruction), so an
+iteration over 200k rows pays a few dict lookups per row; the full stack is
+captured once per (model, site).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import gc
+import inspect
+import linecache
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import CodeType, FrameType
+from typing import Any
+
+from django.core.signals import setting_changed
+from django.db.models.signals import post_init
+
+from ..context import RequestLocal
+from ..scope import is_project_file
+
+#: Frames kept for one captured stack (innermost first).
+MAX_STACK = 60
+#: Frame memo entries before the memo is emptied (bounds memory and held frames).
+MEMO_LIMIT = 512
+#: Distinct query indices remembered per site (the count goes on).
+MAX_QUERY_INDICES = 200
+
+_NOT_MEMOISED = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+COLLECTOR: RequestLocal[Collector] = RequestLocal("debug_toolbar_perf.instances")
+_current = COLLECTOR._var.get  # the hot path avoids one Python call per instance
+
+_project_code: dict[CodeType, bool] = {}
+_install_lock = threading.Lock()
+
+
+def _is_project_code(code: CodeType) -> bool:
+    flag = _project_code.get(code)
+    if flag is None:
+        flag = _project_code[code] = is_project_file(code.co_filename)
+    return flag
+
+
+_init_codes: dict[type, frozenset[CodeType]] = {}
+
+
+def _model_init_codes(model: type) -> frozenset[CodeType]:
+    """Code of the ``__init__`` methods a model class defines above ``Model.__init__``."""
+    codes = set()
+    for klass in model.__mro__:
+        init = klass.__dict__.get("__init__")
+        code = getattr(init, "__code__", None)
+        if isinstance(code, CodeType) and klass.__module__ != "django.db.models.base":
+            codes.add(code)
+    return frozenset(codes)
+
+
+def clear_code_cache(**kwargs: Any) -> None:
+    """Forget which code objects are project code (after PROJECT_PATHS changes)."""
+    _project_code.clear()
+    _init_codes.clear()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("DEBUG_TOOLBAR_PERF", "BASE_DIR"):
+        clear_code_cache()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="debug_toolbar_perf.engines.instances")
+
+
+@dataclass
+class Site:
+    """One creation call site of one model: where, how often, and the stack."""
+
+    model: type
+    stack: list[tuple[str, int, str]]  # (filename, lineno, function), innermost first
+    project_index: int | None  # index in ``stack`` of the first project frame
+    related: dict[str, str] | None  # related-descriptor hint ({"kind", "field"})
+    count: int = 0
+    last_query: int = -1
+    query_count: int = 0  # distinct "latest query" indices seen while building
+    queries: list[int] = field(default_factory=list)
+
+    def note_query(self, index: int) -> None:
+        if index != self.last_query:
+            self.last_query = index
+            self.query_count += 1
+            if len(self.queries) < MAX_QUERY_INDICES:
+                self.queries.append(index)
+
+
+class Collector:
+    """Everything one request gathers. Only the thread/context it is bound in writes it."""
+
+    def __init__(
+        self,
+        *,
+        capture_sites: bool = True,
+        site_every: int = 1,
+        size_sample: int = 0,
+        alive_sample: int = 1000,
+        queries: list[Any] | None = None,
+    ) -> None:
+        self.counts: dict[type, int] = {}
+        self.capture_sites = capture_sites
+        self.site_every = max(1, site_every)
+        self.size_sample = size_sample
+        self.alive_sample = alive_sample
+        self.sample_cap = max(size_sample, alive_sample)
+        self.queries = queries  # the SQL panel's live list of recorded queries, if any
+        self.sites: dict[tuple[type, CodeType, int], Site] = {}
+        self.sampled_sites: int = 0  # instances attributed to a site
+        self.memo: dict[FrameType, tuple[int, tuple[CodeType, int], Site | None]] = {}
+        self.strong: dict[type, list[Any]] = {}  # size sample, dropped at stop()
+        self.weak: dict[type, list[weakref.ref[Any]]] = {}
+        self.elapsed_hook = 0.0
+        self.started = time.perf_counter()
+        self.stopped: float | None = None
+        self.thread_id = threading.get_ident()
+        self.hook_error: str | None = None
+        self._forget_last()
+
+    def _forget_last(self) -> None:
+        self._last_model: type | None = None
+        self._last_code: CodeType | None = None
+        self._last_lasti = -1
+        self._last_up: FrameType | None = None
+        self._last_up_lasti = -1
+        self._last_upup: FrameType | None = None
+        self._last_site: Site | None = None
+
+    # -- the hot path ---------------------------------------------------------------
+
+    def on_instance(self, sender: type, instance: Any, frame: FrameType | None) -> None:
+        counts = self.counts
+        n = counts.get(sender, 0) + 1
+        counts[sender] = n
+        if n <= self.sample_cap:
+            self._sample(sender, instance, n)
+        if not self.capture_sites or frame is None:
+            return
+        if self.site_every != 1 and n % self.site_every != 1:
+            return
+        # Fast path: the same call path as the previous instance (rows of one queryset
+        # iteration: same from_db line, same iterator frame resumed by the same caller).
+        up = frame.f_back
+        if (
+            up is not None
+            and sender is self._last_model
+            and up is self._last_up
+            and frame.f_code is self._last_code
+            and frame.f_lasti == self._last_lasti
+            and up.f_lasti == self._last_up_lasti
+            and up.f_back is self._last_upup
+        ):
+            site = self._last_site
+        else:
+            site = self._attribute(sender, frame)
+            self._last_model = sender
+            self._last_code = frame.f_code
+            self._last_lasti = frame.f_lasti
+            self._last_up = up
+            self._last_up_lasti = up.f_lasti if up is not None else -1
+            self._last_upup = up.f_back if up is not None else None
+            self._last_site = site
+        site.count += 1
+        self.sampled_sites += 1
+        queries = self.queries
+        if queries is not None:
+            n_queries = len(queries) - 1
+            if n_queries != site.last_query:
+                site.note_query(n_queries)
+
+    def _sample(self, sender: type, instance: Any, n: int) -> None:
+        if n <= self.size_sample:
+            self.strong.setdefault(sender, []).append(instance)
+        if n <= self.alive_sample:
+            with contextlib.suppress(TypeError):  # a model with __slots__, no __weakref__
+                self.weak.setdefault(sender, []).append(weakref.ref(instance))
+
+    def _attribute(self, sender: type, start: FrameType) -> Site:
+        """Count the instance on its call site: the first project frame up the stack."""
+        own_inits = _init_codes.get(sender)
+        if own_inits is None:
+            own_inits = _init_codes[sender] = _model_init_codes(sender)
+        if own_inits:  # a custom __init__ calling super(): its frames are not the site
+            while start.f_code in own_inits and start.f_back is not None:
+                start = start.f_back
+        memo = self.memo
+        f: FrameType | None = start
+        walked: list[FrameType] | None = None
+        key: tuple[CodeType, int] | None = None
+        while f is not None:
+            hit = memo.get(f)
+            if hit is not None and hit[0] == f.f_lasti:
+                key = hit[1]
+                break
+            code = f.f_code
+            if _is_project_code(code):
+                key = (code, f.f_lasti)
+                break
+            if not code.co_flags & _NOT_MEMOISED:
+                if walked is None:
+                    walked = [f]
+                else:
+                    walked.append(f)
+            f = f.f_back
+        if key is None:  # no project frame at all: the immediate caller is the site
+            key = (start.f_code, start.f_lasti)
+            walked = None  # frames above ``start`` do not determine it: memoise nothing
+        if walked:
+            if len(memo) > MEMO_LIMIT:
+                memo.clear()
+            for w in walked:
+                memo[w] = (w.f_lasti, key, None)
+        site_key = (sender, key[0], key[1])
+        site = self.sites.get(site_key)
+        if site is None:
+            site = self.sites[site_key] = _new_site(sender, start)
+        return site
+
+    def fail(self, exc: BaseException) -> None:
+        """Our hook raised: stop counting for this request and say so in the record."""
+        self.hook_error = f"{type(exc).__name__}: {exc}"[:500]
+        self.on_instance = _ignore  # type: ignore[method-assign]
+
+    # -- end of request -------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Drop everything that holds frames; keep counts, sites and the size sample."""
+        self.memo.clear()
+        self._forget_last()
+        if self.stopped is None:
+            self.stopped = time.perf_counter()
+
+    def release_sample(self) -> dict[type, list[Any]]:
+        """Hand over (and forget) the strong size sample."""
+        strong, self.strong = self.strong, {}
+        return strong
+
+    def alive(self) -> dict[type, tuple[int, int]]:
+        """Per model: (tracked instances still alive, tracked instances)."""
+        return {
+            model: (sum(1 for r in refs if r() is not None), len(refs))
+            for model, refs in self.weak.items()
+        }
+
+
+def _ignore(*args: Any) -> None:
+    return None
+
+
+def _related_hint(frame: FrameType) -> dict[str, str] | None:
+    """If a related descriptor/manager built this instance, which fix applies."""
+    filename = frame.f_code.co_filename.replace("\\", "/")
+    if not filename.endswith("django/db/models/fields/related_descriptors.py"):
+        return None
+    owner = frame.f_locals.get("self")
+    name = type(owner).__name__
+    fld = getattr(owner, "field", None)
+    if name in ("ForwardManyToOneDescriptor", "ForwardOneToOneDescriptor"):
+        return {"kind": "select_related", "field": getattr(fld, "name", "") or ""}
+    if name == "ReverseOneToOneDescriptor":
+        rel = getattr(owner, "related", None)
+        return {"kind": "select_related", "field": getattr(rel, "name", "") or ""}
+    if "Manager" in name or "Many" in name:
+        related_name = ""
+        fld = getattr(owner, "field", None)
+        if fld is not None:
+            related_name = fld.related_query_name()
+        prefetch = getattr(owner, "prefetch_cache_name", None) or related_name
+        return {"kind": "prefetch_related", "field": str(prefetch or "")}
+    return None
+
+
+def _new_site(sender: type, start: FrameType) -> Site:
+    stack: list[tuple[str, int, str]] = []
+    project_index = None
+    related = None
+    f: FrameType | None = start
+    while f is not None and len(stack) < MAX_STACK:
+        code = f.f_code
+        stack.append((code.co_filename, f.f_lineno or 0, code.co_name))
+        if project_index is None:
+            if related is None:
+                try:
+                    related = _related_hint(f)
+                except Exception:  # a hint is optional; never break the view
+                    related = None
+            if _is_project_code(code):
+                project_index = len(stack) - 1
+        f = f.f_back
+    return Site(sender, stack, project_index, related)
+
+
+# -- the one hook -----------------------------------------------------------------
+
+_orig_send: Any = None
+
+
+def _send(sender: Any, **named: Any) -> Any:
+    collector = _current()
+    if collector is not None:
+        try:
+            collector.on_instance(sender, named.get("instance"), sys._getframe(2))
+        except Exception as exc:  # never break the user's Model.__init__
+            collector.fail(exc)
+    if not post_init.receivers:
+        return []
+    return _orig_send(sender, **named)
+
+
+_send.debug_toolbar_perf_hook = True  # type: ignore[attr-defined]
+
+
+def install() -> None:
+    """Install the hook on ``post_init`` once per process (idempotent, thread-safe)."""
+    global _orig_send
+    with _install_lock:
+        current = post_init.__dict__.get("send")
+        if getattr(current, "debug_toolbar_perf_hook", False):
+            return
+        _orig_send = post_init.send  # Django's bound method (or someone else's override)
+        post_init.send = _send  # type: ignore[method-assign]
+
+
+def uninstall() -> None:
+    """Remove the hook (tests; the panel never uninstalls, since other requests may count)."""
+    global _orig_send
+    with _install_lock:
+        if getattr(post_init.__dict__.get("send"), "debug_toolbar_perf_hook", False):
+            if getattr(_orig_send, "__self__", None) is post_init:
+                del post_init.send
+            else:
+                post_init.send = _orig_send  # type: ignore[method-assign]
+        _orig_send = None
+
+
+def installed() -> bool:
+    return bool(getattr(post_init.__dict__.get("send"), "debug_toolbar_perf_hook", False))
+
+
+@contextmanager
+def counting(collector: Collector) -> Iterator[Collector]:
+    """Count instances built in the current context while the block runs."""
+    install()
+    with COLLECTOR.bound(collector):
+        try:
+            yield collector
+        finally:
+            collector.finish()
+
+
+class Session:
+    """A started measurement: the bound collector and the token to unbind it."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self._token: contextvars.Token[Any] | None = None
+
+    def start(self) -> Session:
+        install()
+        self._token = COLLECTOR._var.set(self.collector)
+        return self
+
+    def stop(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                COLLECTOR._var.reset(token)
+            except ValueError:  # reset from another context: just unbind here
+                COLLECTOR._var.set(None)
+        self.collector.finish()
+
+
+# -- from a finished collector to a JSON-native record --------------------------------
+
+#: Call sites kept per model in the record (the rest are summed).
+MAX_SITES = 10
+
+
+def model_label(model: type) -> str:
+    meta = getattr(model, "_meta", None)
+    return str(getattr(meta, "label", None) or f"{model.__module__}.{model.__qualname__}")
+
+
+def _frame_json(filename: str, lineno: int, function: str) -> dict[str, Any]:
+    return {
+        "file": filename,
+        "line": lineno,
+        "function": function,
+        "code": linecache.getline(filename, lineno).strip()[:300],
+        "project": _project_file(filename),
+    }
+
+
+def _project_file(filename: str) -> bool:
+    try:
+        return is_project_file(filename)
+    except Exception:
+        return False
+
+
+def _site_json(site: Site) -> dict[str, Any]:
+    stack = [_frame_json(*frame) for frame in site.stack]
+    idx = site.project_index
+    where = stack[idx] if idx is not None else (stack[0] if stack else None)
+    below = None  # the library call the project line made (e.g. QuerySet.__bool__)
+    if idx is not None and idx > 0:
+        below = stack[idx - 1]["function"]
+    return {
+        "count": site.count,
+        "where": where,
+        "project_index": idx,
+        "called": below,
+        "stack": stack,
+        "related": site.related,
+        "query_count": site.query_count,
+        "queries": list(site.queries),
+    }
+
+
+def measure_sizes(sample: dict[type, list[Any]]) -> dict[type, dict[str, Any]]:
+    """Deep size of the sampled instances of each model, with Pympler's asizeof."""
+    from pympler import asizeof
+
+    out: dict[type, dict[str, Any]] = {}
+    for model, objs in sample.items():
+        if not objs:
+            continue
+        start = time.perf_counter()
+        sizes = [asizeof.asizeof(o) for o in objs]
+        out[model] = {
+            "mean": sum(sizes) / len(sizes),
+            "min": min(sizes),
+            "max": max(sizes),
+            "samples": len(sizes),
+            "ms": (time.perf_counter() - start) * 1000,
+        }
+    return out
+
+
+def build_record(
+    collector: Collector,
+    *,
+    queries: list[Any] | None,
+    threshold: int,
+    n_plus_one: int,
+    pympler: bool,
+    full_gc: bool = False,
+) -> dict[str, Any]:
+    """The JSON-native record of one request's instances."""
+    sample = collector.release_sample()
+    sizes: dict[type, dict[str, Any]] = {}
+    size_error = None
+    if pympler:
+        try:
+            sizes = measure_sizes(sample)
+        except Exception as exc:  # asizeof on an odd object: counts still stand
+            size_error = f"{type(exc).__name__}: {exc}"[:500]
+    sample.clear()
+    del sample
+    alive = collector.alive()
+    if any(a for a, _ in alive.values()):
+        # Cycles built during the request (a class-based view holding its QuerySet through
+        # the bound method View.setup() stores as self.head) are garbage, not leaks. By
+        # default only the young generations: a full collection costs 0.05-0.2 s on a big
+        # heap (measured: it made request 1,000 x2.3 slower than request 1).
+        gc.collect(2 if full_gc else 1)
+        alive = collector.alive()
+
+    by_model: dict[type, list[Site]] = {}
+    for site in collector.sites.values():
+        by_model.setdefault(site.model, []).append(site)
+    used_queries: set[int] = set()
+    models = []
+    for model, count in sorted(collector.counts.items(), key=lambda kv: -kv[1]):
+        meta = getattr(model, "_meta", None)
+        concrete = getattr(meta, "concrete_model", model) or model
+        sites = sorted(by_model.get(model, []), key=lambda s: -s.count)
+        kept = sites[:MAX_SITES]
+        for s in kept:
+            used_queries.update(s.queries[:20])
+        size = sizes.get(model)
+        alive_n, tracked = alive.get(model, (0, 0))
+        models.append(
+            {
+                "label": model_label(model),
+                "concrete": model_label(concrete) if concrete is not model else None,
+                "proxy": bool(getattr(meta, "proxy", False)),
+                "count": count,
+                "alive": alive_n,
+                "alive_tracked": tracked,
+                "size": None if size is None else {**size, "estimated_total": size["mean"] * count},
+                "sites": [_site_json(s) for s in kept],
+                "sites_more": len(sites) - len(kept),
+                "sites_more_count": sum(s.count for s in sites[len(kept) :]),
+            }
+        )
+    sql: dict[str, Any] = {"present": queries is not None, "total": 0, "queries": {}}
+    if queries is not None:
+        sql["total"] = len(queries)
+        for index in sorted(used_queries):
+            if 0 <= index < len(queries):
+                q = queries[index]
+                sql["queries"][str(index)] = {
+                    "raw_sql": str(q.get("raw_sql") or q.get("sql") or "")[:1000],
+                    "alias": str(q.get("alias") or ""),
+                }
+    return {
+        "total": sum(collector.counts.values()),
+        "models": models,
+        "threshold": threshold,
+        "n_plus_one": n_plus_one,
+        "site_capture": collector.capture_sites,
+        "site_every": collector.site_every,
+        "site_attributed": collector.sampled_sites,
+        "size_sample": collector.size_sample,
+        "alive_sample": collector.alive_sample,
+        "full_gc": full_gc,
+        "hook_error": collector.hook_error,
+        "pympler": pympler,
+        "size_error": size_error,
+        "sql": sql,
+        "elapsed_ms": ((collector.stopped or time.perf_counter()) - collector.started) * 1000,
+        "hook": "django.db.models.signals.post_init.send",
+    }
