@@ -1,0 +1,91 @@
+"""Side-by-side measurement: variants of one workload, interleaved, in one process.
+
+Only ratios measured in the same run are reported (never absolute times across runs):
+each round runs every variant once in a shuffled order, after warm-up rounds, and the
+report gives the median, the spread (min-max) and the ratio of medians to the baseline.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Variant:
+    name: str
+    setup: Callable[[], AbstractContextManager[Any]] = nullcontext
+    baseline: bool = False
+
+
+@dataclass
+class Result:
+    comparison: str
+    workload: str
+    variant: str
+    times: list[float]
+    baseline: bool = False
+    goal: str = ""
+    ratio: float = float("nan")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def low(self) -> float:
+        return min(self.times)
+
+    @property
+    def high(self) -> float:
+        return max(self.times)
+
+
+def measure(
+    comparison: str,
+    workload: str,
+    run: Callable[[], Any],
+    variants: list[Variant],
+    *,
+    rounds: int,
+    warmup: int = 1,
+    seed: int = 0,
+) -> list[Result]:
+    """Time ``run`` under each variant; variants are interleaved within every round."""
+    rng = random.Random(seed)
+    times: dict[str, list[float]] = {v.name: [] for v in variants}
+    for index in range(warmup + rounds):
+        order = variants[:]
+        rng.shuffle(order)
+        for variant in order:
+            with variant.setup():
+                gc.collect()
+                start = time.perf_counter()
+                run()
+                elapsed = time.perf_counter() - start
+            if index >= warmup:
+                times[variant.name].append(elapsed)
+    results = [
+        Result(comparison, workload, v.name, times[v.name], baseline=v.baseline) for v in variants
+    ]
+    base = next((r for r in results if r.baseline), results[0])
+    for r in results:
+        r.ratio = r.median / base.median if base.median else float("nan")
+    return results
+
+
+@contextmanager
+def combined(*managers: Callable[[], AbstractContextManager[Any]]) -> Iterator[None]:
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        for m in managers:
+            stack.enter_context(m())
+        yield
