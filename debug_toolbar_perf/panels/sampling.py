@@ -46,7 +46,12 @@ class SamplingProfilerPanel(PerfPanel):
             frame = frame.f_back  # type: ignore[assignment]
         name = str(getattr(self.toolbar, "request_id", "") or f"req{time.time_ns()}")
         return sampler.start_session(
-            cfg["ENGINE"], cfg["MODE"], float(cfg["INTERVAL_MS"]), name, frame
+            cfg["ENGINE"],
+            cfg["MODE"],
+            float(cfg["INTERVAL_MS"]),
+            name,
+            frame,
+            vmprof_names=cfg["VMPROF_NAMES"],
         )
 
     def stop(self, session: sampler.SamplingSession) -> None:
@@ -96,7 +101,10 @@ class SamplingProfilerPanel(PerfPanel):
         cfg = get_config()["SAMPLING"]
         overhead = record.get("overhead_ms") or {}
         duration = float(record.get("duration_ms") or 0)
-        overhead_total = sum(float(v) for v in overhead.values())
+        # "stop" already contains vmprof's "disable" (shown separately for its own sake).
+        overhead_total = sum(
+            float(v) for k, v in overhead.items() if not (k == "disable" and "stop" in overhead)
+        )
         return {
             "r": record,
             "thin": calltree.thinness(record, int(cfg["MIN_SAMPLES"])),

@@ -203,3 +203,84 @@ def test_raw_path_rejects_traversal():
     assert sampler.raw_path("../etc/passwd") is None
     assert sampler.raw_path("x/../../y.vmprof") is None
     assert sampler.raw_path("missing-file.vmprof") is None
+
+
+# --- naming vmprof's code addresses without vmprof's heap walk ---------------------------
+
+
+def _vmprof_names_in_file(raw: sampler.RawProfile) -> dict[int, str]:
+    from vmprof.reader import _read_prof
+
+    with open(sampler.raw_path(raw.raw_file or "") or "", "rb") as fh:
+        return dict(_read_prof(fh).virtual_ips)
+
+
+@needs_safe_vmprof
+@pytest.mark.parametrize("names", ["registry", "heap"])
+def test_vmprof_code_names_registry_vs_heap_walk(names):
+    """'registry' names every frame although vmprof wrote no names (no heap walk ran);
+    'heap' is vmprof's own disable(), which writes a name per sampled code object."""
+    s = sampler.VmprofSampler(1.0, "wall", f"names-{names}", names)
+    s.start()
+    try:
+        workload()
+    finally:
+        s.stop()
+    raw = s.result()
+    assert abs(share(raw, "heavy") - 0.7) < 0.1
+    frames = {f for (fs, _), _ in raw.stacks.items() for f in fs}
+    assert ("<unknown>", "", 0) not in frames
+    assert ("heavy", __file__, heavy.__code__.co_firstlineno) in frames
+    written = _vmprof_names_in_file(raw)
+    if names == "registry":
+        assert id(heavy.__code__) not in written  # named by us, not by vmprof's heap walk
+    else:
+        assert id(heavy.__code__) in written
+
+
+@needs_safe_vmprof
+def test_vmprof_registry_names_code_freed_while_sampling():
+    # exec() code reachable from no module: freed before stop(), so vmprof's dealloc hook
+    # names it in the file; the registry must not be needed (and must not mis-name it).
+    namespace: dict = {}
+    exec(
+        "def transient(n):\n    t = 0\n    for i in range(n):\n        t += i * i\n    return t\n",
+        namespace,
+    )
+    s = sampler.VmprofSampler(1.0, "wall", "names-freed", "registry")
+    s.start()
+    try:
+        namespace["transient"](400_000)
+        namespace.clear()  # the function and its code die while vmprof runs
+    finally:
+        s.stop()
+    raw = s.result()
+    names = {f[0] for (fs, _), _ in raw.stacks.items() for f in fs}
+    assert "transient" in names
+
+
+def test_registry_is_weak_and_walks_modules():
+    registry = sampler.CodeRegistry()
+    code = compile("def gone():\n    return 1\n", "<gone>", "exec")
+    inner = next(c for c in code.co_consts if isinstance(c, type(code)))
+    registry.add(code)
+    assert registry._codes.get(id(inner)) is inner  # nested code found through co_consts
+    address = id(inner)
+    del code, inner
+    import gc
+
+    gc.collect()
+    assert registry._codes.get(address) is None  # dead code is never named by address
+
+    from django.template.engine import Engine
+    from django.utils import translation
+
+    wanted = {
+        id(Engine.template_loaders.func.__code__),  # functools.cached_property
+        id(type(translation._trans).__getattr__.__code__),  # class reachable via an instance
+        id(sampler.CodeRegistry.resolve.__code__),
+    }
+    found, walk_ms, left = registry.resolve(set(wanted))
+    assert not left and set(found) == wanted
+    assert registry.walks == {"modules": 1, "heap": 0}
+    assert walk_ms > 0

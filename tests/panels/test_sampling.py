@@ -184,7 +184,7 @@ def test_zero_samples_message(toolbar_client, sampling_site):
 def test_thin_profile_says_how_to_get_more(toolbar_client, sampling_site):
     with override_settings(DEBUG_TOOLBAR_PERF=perf(MIN_SAMPLES=100_000)):
         run = toolbar_client("/split/?scale=0.3")
-    html = run.content(PANEL)
+        html = run.content(PANEL)  # the threshold is read when the panel renders
     assert "Too thin to trust." in html
     assert "INTERVAL_MS" in html
 
@@ -264,6 +264,77 @@ def test_long_profile_fits_in_budget(sampling_site):
     assert_valid_html(html)
 
 
+# --- next to the toolbar's own ProfilingPanel and next to coverage -------------------------
+
+
+@pytest.mark.django_db
+def test_next_to_the_toolbars_profiling_panel(toolbar_client):
+    """Both panels on in the same request: both record, neither errors (cProfile takes the
+    sys.monitoring profiler slot on 3.12+; our engines use signals or a sampler thread)."""
+    config = {
+        **settings.DEBUG_TOOLBAR_CONFIG,
+        "DISABLE_PANELS": OTHER_PANELS - {"debug_toolbar.panels.profiling.ProfilingPanel"},
+    }
+    with (
+        override_settings(ROOT_URLCONF=URLS, DEBUG_TOOLBAR_CONFIG=config),
+        override_settings(DEBUG_TOOLBAR_PERF=perf()),
+    ):
+        run = toolbar_client("/split/?scale=1")
+        assert run.response.status_code == 200
+        record = run.record(PANEL)
+        assert abs(share_of(record, "heavy_part") - 0.70) < 0.12
+        profiling = run.stats("ProfilingPanel")
+        assert profiling.get("func_list"), profiling  # cProfile's data is there too
+        # (Its tree is cut at PROFILER_MAX_DEPTH, so the view itself may be below the cut.)
+        assert all(f.get("func_std_string") for f in profiling["func_list"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("core", ["ctrace", "sysmon"])
+def test_works_while_coverage_measures(core, tmp_path):
+    """The panel under ``coverage run`` (C tracer, and sys.monitoring on 3.12+)."""
+    if core == "sysmon" and sys.version_info < (3, 12):
+        pytest.skip("coverage's sysmon core needs Python 3.12+")
+    try:
+        import coverage  # noqa: F401
+    except ImportError:
+        if os.environ.get("PERF_REQUIRE_SERVICES") == "1":
+            pytest.fail("coverage is not installed (pip install -e '.[test]')")
+        pytest.skip("coverage is not installed (pip install -e '.[test]')")
+    root = Path(__file__).parents[2]
+    env = {
+        **os.environ,
+        "COVERAGE_CORE": core,
+        "TOX_PARALLEL_ENV": f"cov{core}{os.getpid()}",
+        "PYTHONPATH": str(root),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coverage",
+            "run",
+            f"--data-file={tmp_path / '.coverage'}",
+            "--source=debug_toolbar_perf",
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"{__file__}::test_known_split_is_measured",
+            f"{__file__}::test_next_to_the_toolbars_profiling_panel",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "2 passed" in proc.stdout, proc.stdout[-2000:]
+    assert (tmp_path / ".coverage").exists()  # coverage really measured
+
+
 # --- a real threaded server ----------------------------------------------------------------
 
 
@@ -305,17 +376,87 @@ def test_concurrent_requests_get_separate_profiles(live_server, sampling_site):
 CRASH_SCRIPT = Path(__file__).with_name("sampling_crash_probe.py")
 
 
+ROOT = Path(__file__).parents[2]
+PROBE_PACKAGES = ["django", "django-debug-toolbar", "vmprof", "djangorestframework"]
+SUPPORTED = ["3.10", "3.11", "3.12", "3.13"]
+
+
+def _find_interpreter(version: str) -> str | None:
+    """python3.X on PATH or under pyenv, if it really is that version."""
+    import glob
+    import shutil
+
+    candidates = [shutil.which(f"python{version}")]
+    candidates += sorted(glob.glob(f"/root/.pyenv/versions/{version}*/bin/python{version}"))
+    for exe in filter(None, candidates):
+        try:
+            out = subprocess.run(
+                [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.returncode == 0 and out.stdout.strip() == version:
+            return exe
+    return None
+
+
+def _probe_python(version: str) -> str:
+    """A cached venv (``.venv-probe-3.X``) with Django, DDT, vmprof and this repo installed.
+
+    Skips when the interpreter or the packages are missing, unless
+    PERF_REQUIRE_SERVICES=1, in which case that is a failure.
+    """
+    require = os.environ.get("PERF_REQUIRE_SERVICES") == "1"
+    missing = pytest.fail if require else pytest.skip
+    venv = ROOT / f".venv-probe-{version}"
+    python = venv / "bin" / "python"
+    ready = venv / ".ready"
+    if ready.exists() and python.exists():
+        return str(python)
+    base = _find_interpreter(version)
+    if base is None:
+        missing(f"Python {version} not found on PATH or under /root/.pyenv/versions")
+    steps = [
+        [base, "-m", "venv", "--clear", str(venv)],
+        [str(python), "-m", "pip", "install", "-q", *PROBE_PACKAGES],
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)],
+    ]
+    for step in steps:
+        proc = subprocess.run(step, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            missing(
+                f"could not build the probe venv for Python {version} ({' '.join(step[1:4])}): "
+                f"{(proc.stderr or proc.stdout)[-500:]}"
+            )
+    ready.write_text("\n".join(PROBE_PACKAGES))
+    return str(python)
+
+
 @pytest.mark.slow
-def test_panel_never_kills_the_process():
-    """Runs the panel repeatedly on an object- and template-heavy view in a subprocess."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_panel_never_kills_the_process(version):
+    """Runs the panel repeatedly on an object- and template-heavy view in a subprocess, on
+    every supported interpreter (engine 'auto': vmprof where safe, else the thread sampler)."""
+    python = _probe_python(version)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PERF_PG_PORT": "1",  # SQLite only: the probe venv has no database drivers
+        "PERF_MARIADB_PORT": "1",
+    }
+    env.pop("VIRTUAL_ENV", None)
     proc = subprocess.run(
-        [sys.executable, str(CRASH_SCRIPT), "25"],
+        [python, str(CRASH_SCRIPT), "25"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         env=env,
+        cwd=ROOT,
     )
     assert proc.returncode >= 0, f"killed by signal {-proc.returncode}: {proc.stderr[-2000:]}"
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "profiles: 25" in proc.stdout, proc.stdout
+    assert f"python: {version}." in proc.stdout, proc.stdout
