@@ -1,0 +1,69 @@
+"""LineMemoryPanel: the view's source, line by line, with the memory each line took.
+
+Thin: the engine (``engines/line_memory.py``) measures, ``analysis/lines.py``
+turns the stored record into memory_profiler's table.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.http import HttpRequest, HttpResponse
+
+from ..conf import get_config
+from ..scope import ViewTarget, is_project_file
+from .base import ExportFile, PerfPanel
+
+
+class LineMemoryPanel(PerfPanel):
+    """memory_profiler's line-by-line table for the view's own code, per request."""
+
+    title = "Line memory"
+    template = "debug_toolbar_perf/panels/line_memory.html"
+    export_formats: ClassVar[tuple[tuple[str, str], ...]] = (("txt", "memory_profiler text"),)
+
+    def start(self, request: HttpRequest, target: ViewTarget) -> Any:
+        from ..engines.line_memory import LineMemorySession, collect_targets
+
+        conf = get_config()["LINE_MEMORY"]
+        targets, problems = collect_targets(
+            target.codes, target.label, conf["FUNCTIONS"], is_project_file
+        )
+        session = LineMemorySession(
+            targets,
+            backend=conf["BACKEND"],
+            max_events=conf["MAX_LINE_EVENTS"],
+            follow_depth=conf["FOLLOW_DEPTH"],
+            is_project=is_project_file,
+        )
+        session.notes.extend(problems)
+        return session.start()
+
+    def stop(self, session: Any) -> None:
+        session.stop()
+
+    def build_record(
+        self, request: HttpRequest, response: HttpResponse, session: Any
+    ) -> dict[str, Any]:
+        from ..engines.line_memory import build_record
+
+        return build_record(session)
+
+    def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
+        from ..analysis.lines import analyse
+
+        return {"record": stats["record"], **analyse(stats["record"])}
+
+    def subtitle(self, stats: dict[str, Any]) -> str:
+        from ..analysis.lines import subtitle
+
+        return subtitle(stats["record"])
+
+    def export(self, fmt: str, stats: dict[str, Any]) -> ExportFile | None:
+        from ..analysis.lines import text_report
+
+        if fmt != "txt" or not stats.get("record"):
+            return None
+        return ExportFile(
+            "line-memory.txt", "text/plain; charset=utf-8", text_report(stats["record"]).encode()
+        )

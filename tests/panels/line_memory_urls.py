@@ -1,0 +1,94 @@
+"""Views for the LineMemoryPanel tests (used via ROOT_URLCONF override)."""
+
+from __future__ import annotations
+
+import threading
+
+from debug_toolbar.toolbar import debug_toolbar_urls
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
+from django.views import View
+from memory_profiler import profile as mp_profile
+from shop import views as shop_views
+
+from debug_toolbar_perf import profile_memory
+
+MIB = 1 << 20
+PAGE = "<html><body><p>{}</p></body></html>"
+
+
+@profile_memory
+def decorated_helper() -> bytearray:
+    return bytearray(6 * MIB)  # DECORATED-LINE
+
+
+def settings_helper() -> bytearray:
+    return bytearray(7 * MIB)  # SETTINGS-LINE
+
+
+@mp_profile(stream=open("/dev/null", "w"))  # noqa: SIM115
+def mp_helper() -> int:
+    data = bytearray(9 * MIB)  # MP-LINE
+    return len(data)
+
+
+def uses_helpers(request: HttpRequest) -> HttpResponse:
+    a = decorated_helper()
+    b = settings_helper()
+    c = mp_helper()
+    return HttpResponse(PAGE.format(len(a) + len(b) + c))
+
+
+class Heavy(View):
+    def get(self, request: HttpRequest) -> HttpResponse:
+        block = [0] * 7_000_000  # CBV-LINE
+        return HttpResponse(PAGE.format(len(block)))
+
+
+def raises(request: HttpRequest) -> HttpResponse:
+    block = [0] * 6_000_000  # RAISES-LINE
+    size = len(block)
+    del block  # Django's debug 500 page would repr a 6M-item local (30 s)
+    raise ValueError(f"failed on purpose after {size}")
+
+
+# Two requests on a threaded server, interleaved on purpose: "measured" allocates 48 MB,
+# then waits while "other" allocates 100 MB in another thread, then frees its 48 MB while the
+# other request's toolbar is still working (so that interval may be flagged, honestly).
+measured_waiting = threading.Event()
+other_done = threading.Event()
+other_holds: list[list[int]] = []
+
+
+other_ready = threading.Event()
+
+
+def measured(request: HttpRequest) -> HttpResponse:
+    other_ready.wait(10)  # the other request has reached its view
+    block = [0] * 6_000_000  # MEASURED-ALLOC
+    measured_waiting.set()
+    other_done.wait(10)  # MEASURED-WAIT
+    size = len(block)
+    del block  # MEASURED-FREE
+    return HttpResponse(PAGE.format(size))
+
+
+def other(request: HttpRequest) -> HttpResponse:
+    other_ready.set()
+    measured_waiting.wait(10)
+    other_holds.append([0] * 13_000_000)  # ~100 MB, kept until the test clears it
+    other_done.set()
+    return HttpResponse(PAGE.format("other"))
+
+
+urlpatterns = [
+    path("measured/", measured),
+    path("other/", other),
+    path("memory/", shop_views.memory),
+    path("hot-loop/", shop_views.hot_loop),
+    path("reviews/summary/", shop_views.ReviewSummaryView.as_view()),
+    path("helpers/", uses_helpers),
+    path("heavy/", Heavy.as_view()),
+    path("raises/", raises),
+    *debug_toolbar_urls(),
+]
