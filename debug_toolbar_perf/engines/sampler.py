@@ -591,7 +591,10 @@ class CodeRegistry:
             elif issubclass(t, type):
                 if id(v) not in seen:
                     seen.add(id(v))
-                    stack.extend(type.__dict__["__dict__"].__get__(v).values())
+                    # Some C types (e.g. _testcapi's) have no __dict__ mapping: skip them.
+                    namespace = type.__dict__["__dict__"].__get__(v)
+                    if namespace is not None:
+                        stack.extend(namespace.values())
             else:
                 stack.append(t)  # an instance: its class may be reachable only this way
                 if hasattr(t, "__get__") and id(v) not in seen:

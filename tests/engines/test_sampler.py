@@ -284,3 +284,12 @@ def test_registry_is_weak_and_walks_modules():
     assert not left and set(found) == wanted
     assert registry.walks == {"modules": 1, "heap": 0}
     assert walk_ms > 0
+
+
+def test_registry_walk_skips_types_without_a_namespace():
+    """C types whose __dict__ mapping is None (seen with _testcapi) must not stop the walk."""
+    testcapi = pytest.importorskip("_testcapi")
+    registry = sampler.CodeRegistry()
+    registry._visit(list(vars(testcapi).values()), set())  # raised AttributeError before
+    registry._visit([sampler.CodeRegistry], set())
+    assert id(sampler.CodeRegistry.resolve.__code__) in registry._codes
