@@ -107,6 +107,11 @@ def force_toolbar(panels: Iterable[str], *, debug: bool | None = None) -> Iterat
         # The SQL panel only where it adds something: the instances panel's N+1 detection.
         "DEBUG_TOOLBAR_PANELS": [SQL_PANEL, *classes] if "instances" in panels else classes,
     }
+    if "memory" in panels:
+        # The line-memory panel is off by default on 3.10/3.11: here it was asked for.
+        perf = dict(getattr(settings, "DEBUG_TOOLBAR_PERF", None) or {})
+        perf["LINE_MEMORY"] = {**perf.get("LINE_MEMORY", {}), "ENABLED_BY_DEFAULT": True}
+        overrides["DEBUG_TOOLBAR_PERF"] = perf
     if debug is not None:
         overrides["DEBUG"] = debug
     hosts = list(settings.ALLOWED_HOSTS)

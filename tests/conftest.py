@@ -44,6 +44,18 @@ def _rebuild_toolbar_urls(*, setting: str, **kwargs: Any) -> None:
     clear_url_caches()
 
 
+@pytest.fixture(autouse=True)
+def _line_memory_on_by_default(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests see every panel on; the tests of the panel's own default opt out with a marker."""
+    if request.node.get_closest_marker("real_panel_defaults"):
+        return
+    from debug_toolbar_perf.panels.line_memory import LineMemoryPanel
+
+    monkeypatch.setattr(LineMemoryPanel, "enabled_by_default", lambda self: True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip (or, under PERF_REQUIRE_SERVICES=1, fail) tests whose database server is down."""
     for item in items:

@@ -28,7 +28,14 @@ def panels(
         return override_settings(
             DEBUG_TOOLBAR_PANELS=[*BASE_PANELS, *extra],
             DEBUG_TOOLBAR_CONFIG={**settings.DEBUG_TOOLBAR_CONFIG, "DISABLE_PANELS": set()},
-            DEBUG_TOOLBAR_PERF=perf or {},
+            # Measure the line-memory panel where it is listed, even where it is off by default.
+            DEBUG_TOOLBAR_PERF={
+                **(perf or {}),
+                "LINE_MEMORY": {
+                    "ENABLED_BY_DEFAULT": True,
+                    **(perf or {}).get("LINE_MEMORY", {}),
+                },
+            },
             **more,
         )
 

@@ -96,6 +96,10 @@ class PerfPanel(Panel):
         """Why this panel cannot measure here, or None."""
         return missing_engine(type(self).__name__)
 
+    def enabled_by_default(self) -> bool:
+        """Whether the panel is on when the user has neither ticked nor unticked it."""
+        return True
+
     # -- plumbing -------------------------------------------------------------------
 
     def guard(self, stage: str, func: Any, *args: Any, **kwargs: Any) -> Any:
@@ -115,6 +119,16 @@ class PerfPanel(Panel):
         if errors is None:
             errors = self.__dict__["_perf_errors"] = []
         return errors
+
+    @property
+    def enabled(self) -> bool:
+        enabled = super().enabled
+        if not enabled or getattr(self, "from_store", False):
+            return enabled
+        request = getattr(self.toolbar, "request", None)
+        if request is not None and f"djdt{self.panel_id}" in request.COOKIES:
+            return enabled  # the user's tick in the toolbar wins
+        return self.enabled_by_default()
 
     def process_request(self, request: HttpRequest) -> HttpResponse:
         self._session = None

@@ -6,6 +6,7 @@ turns the stored record into memory_profiler's table.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, ClassVar
 
 from django.http import HttpRequest, HttpResponse
@@ -21,6 +22,13 @@ class LineMemoryPanel(PerfPanel):
     title = "Line memory"
     template = "debug_toolbar_perf/panels/line_memory.html"
     export_formats: ClassVar[tuple[tuple[str, str], ...]] = (("txt", "memory_profiler text"),)
+
+    def enabled_by_default(self) -> bool:
+        """Off on 3.10/3.11 (a settrace hook costs ~x2 on template-heavy pages), on for 3.12+."""
+        configured = get_config()["LINE_MEMORY"]["ENABLED_BY_DEFAULT"]
+        if configured is None:
+            return sys.version_info >= (3, 12)
+        return bool(configured)
 
     def start(self, request: HttpRequest, target: ViewTarget) -> Any:
         from ..engines.line_memory import LineMemorySession, collect_targets
