@@ -42,6 +42,7 @@ from typing import Any
 
 from django.core.signals import setting_changed
 from django.db.models.signals import post_init
+from django.dispatch import Signal
 
 from ..context import RequestLocal
 from ..scope import is_project_file
@@ -325,18 +326,33 @@ def _new_site(sender: type, start: FrameType) -> Site:
 # -- the one hook -----------------------------------------------------------------
 
 _orig_send: Any = None
+_orig_is_django = True
+#: The instance our hook is passing to the send it wrapped: another tool's wrapper installed
+#: on top of an older copy of our hook calls back into it with the same instance; that call
+#: must neither count it again nor loop forever.
+_inside = threading.local()
 
 
 def _send(sender: Any, **named: Any) -> Any:
     collector = _current()
+    if collector is None and _orig_is_django:  # no request measured here: the fast way out
+        return _orig_send(sender, **named) if post_init.receivers else []
+    instance = named.get("instance")
+    if instance is not None and getattr(_inside, "instance", None) is instance:
+        return Signal.send(post_init, sender, **named)  # re-entered: Django's own send
     if collector is not None:
         try:
-            collector.on_instance(sender, named.get("instance"), sys._getframe(2))
+            collector.on_instance(sender, instance, sys._getframe(2))
         except Exception as exc:  # never break the user's Model.__init__
             collector.fail(exc)
-    if not post_init.receivers:
+    if _orig_is_django and not post_init.receivers:
         return []
-    return _orig_send(sender, **named)
+    outer = getattr(_inside, "instance", None)
+    _inside.instance = instance
+    try:
+        return _orig_send(sender, **named)
+    finally:
+        _inside.instance = outer
 
 
 _send.debug_toolbar_perf_hook = True  # type: ignore[attr-defined]
@@ -344,18 +360,19 @@ _send.debug_toolbar_perf_hook = True  # type: ignore[attr-defined]
 
 def install() -> None:
     """Install the hook on ``post_init`` once per process (idempotent, thread-safe)."""
-    global _orig_send
+    global _orig_send, _orig_is_django
     with _install_lock:
         current = post_init.__dict__.get("send")
         if getattr(current, "debug_toolbar_perf_hook", False):
             return
         _orig_send = post_init.send  # Django's bound method (or someone else's override)
+        _orig_is_django = getattr(_orig_send, "__func__", None) is Signal.send
         post_init.send = _send  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
     """Remove the hook (tests; the panel never uninstalls, since other requests may count)."""
-    global _orig_send
+    global _orig_send, _orig_is_django
     with _install_lock:
         if getattr(post_init.__dict__.get("send"), "debug_toolbar_perf_hook", False):
             if getattr(_orig_send, "__self__", None) is post_init:
@@ -363,6 +380,7 @@ def uninstall() -> None:
             else:
                 post_init.send = _orig_send  # type: ignore[method-assign]
         _orig_send = None
+        _orig_is_django = True
 
 
 def installed() -> bool:

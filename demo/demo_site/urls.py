@@ -14,5 +14,6 @@ urlpatterns = [
     path("products/published/", views.unindexed, name="unindexed"),
     path("products/popular/", views.sorted_products, name="sorted"),
     path("categories/", views.categories, name="categories"),
+    path("xss/", views.xss, name="xss"),
     *debug_toolbar_urls(),
 ]

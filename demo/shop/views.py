@@ -55,6 +55,12 @@ PAGES = [
         "ORDER BY an unindexed column: a temporary B-tree / filesort.",
     ),
     ("hot_loop", "Hot loop", "A tight loop in the view's own code (cost control of line tracing)."),
+    (
+        "xss",
+        "HTML and JavaScript in code and SQL",
+        "A source line, a function name and SQL holding </script><script>: every panel "
+        "must show them as text, never run them.",
+    ),
 ]
 
 
@@ -193,4 +199,47 @@ def categories(request: HttpRequest) -> HttpResponse:
         request,
         "shop/simple.html",
         {"title": "Categories", "value": ", ".join(names), "ms": time.perf_counter() - start},
+    )
+
+
+# --- escaping ----------------------------------------------------------------------------
+
+XSS = "</script><script>alert('xss')</script><img src=x onerror=alert('img')>"
+
+
+def _hostile_name(func):  # type: ignore[no-untyped-def]
+    """The same function under a name holding HTML (as exec'd or generated code may have)."""
+    name = "</script><script>alert('fn')</script>"
+    code = func.__code__.replace(co_name=name, co_qualname=name)
+    return type(func)(code, func.__globals__, name)
+
+
+def _spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i % 7
+    return total
+
+
+spin_hostile = _hostile_name(_spin)
+
+
+def xss(request: HttpRequest) -> HttpResponse:
+    """HTML and JavaScript in a source line, a function name and SQL: shown as text only."""
+    note = "</script><script>alert('xss')</script>"
+    data = [note] * 200_000  # </script><script>alert('line')</script> allocates ~1.5 MiB
+    spun = spin_hostile(300_000)
+    rows = list(
+        Product.objects.raw(
+            "SELECT id, name FROM shop_product /* </script><script>alert('sql')</script> */ "
+            "WHERE name <> %s ORDER BY id LIMIT 3",
+            [XSS],
+        )
+    )
+    same = Product.objects.extra(where=["'</script><script>' = '</script><script>'"])[:2]
+    names = [p.name for p in rows] + [p.name for p in same]
+    return render(
+        request,
+        "shop/simple.html",
+        {"title": "Escaping", "value": f"{len(data)} {spun} {XSS} {', '.join(names)}"},
     )

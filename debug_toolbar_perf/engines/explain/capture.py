@@ -208,6 +208,7 @@ class CaptureSession:
         self.vendors: dict[str, str] = {}
         self.statements = 0
         self.other = 0
+        self.unrecorded = 0
         self.query_s = 0.0
         self.stats = ExplainStats()
         self._contexts: list[Any] = []
@@ -252,10 +253,14 @@ class CaptureSession:
         finally:
             elapsed = time.perf_counter() - start
             if self._active:
-                try:  # noqa: SIM105 - cheaper than contextlib.suppress on every query
+                try:
                     self._record(sql, params, many, context, elapsed, failed)
-                except Exception:  # never break the user's query
-                    pass
+                except Exception as exc:  # never break the user's query; say so in the panel
+                    self.unrecorded += 1
+                    if self.unrecorded == 1:
+                        self.stats.notes.append(
+                            f"Some statements were not recorded: {type(exc).__name__}: {exc}"[:500]
+                        )
 
     def _record(
         self,
