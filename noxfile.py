@@ -44,7 +44,8 @@ def _run(session: nox.Session, django: str, toolbar: str) -> None:
         "import django, debug_toolbar; "
         "print('Django', django.__version__, 'DDT', debug_toolbar.VERSION)",
     )
-    session.run("pytest", "-m", "not browser", "-p", "no:randomly", *session.posargs)
+    # The browser and slow tests (servers, crash probes) run once, in the main suite.
+    session.run("pytest", "-m", "not browser and not slow", *session.posargs)
 
 
 @nox.session
