@@ -30,9 +30,9 @@ def _rebuild_toolbar_urls(*, setting: str, **kwargs: Any) -> None:
     """
     if setting != "DEBUG_TOOLBAR_PANELS":
         return
-    import demo_site.urls
     from debug_toolbar.settings import get_panels
 
+    import demo_site.urls
     import tests.urls
 
     # The toolbar's own receiver may run after this one: clear its panel caches first.

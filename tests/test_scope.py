@@ -61,6 +61,7 @@ def test_unresolvable_url(rf: RequestFactory) -> None:
 
 def test_project_files() -> None:
     import django
+
     from shop import views as shop_views
 
     assert is_project_file(shop_views.__file__)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from django.test import TestCase
-from shop import views
-from shop.seed import seed
 
 from debug_toolbar_perf.budget import Budget
 from debug_toolbar_perf.testing import PerfBudgetExceeded, PerfBudgetMixin, perf_budget
+from shop import views
+from shop.seed import seed
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,5 +1,6 @@
 from debug_toolbar.toolbar import debug_toolbar_urls
 from django.urls import path
+
 from shop import views
 
 urlpatterns = [

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.db import connections
+
 from shop.models import Category, Product, Review
 
 PRODUCTS = 100_000

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from shop.models import Category, Product
 
 from debug_toolbar_perf.analysis.plans_findings import plan_findings
 from debug_toolbar_perf.conf import get_config
 from debug_toolbar_perf.engines.explain.analyze import run_analyze
 from debug_toolbar_perf.engines.explain.capture import CaptureSession
+from shop.models import Category, Product
 from tests.engines.explain_seed import alias_params, seed_all
 
 pytestmark = pytest.mark.slow

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from django.db import connections, transaction
 from django.test import override_settings
-from shop.models import Category, Product
 
 from debug_toolbar_perf.engines.explain.analyze import AnalyzeRefused, run_analyze
 from debug_toolbar_perf.engines.explain.capture import CaptureSession
+from shop.models import Category, Product
 from tests.engines.explain_seed import alias_params, seed, unseed
 
 

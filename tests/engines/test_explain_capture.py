@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
-from shop.models import Category, Product
 
 from debug_toolbar_perf.engines.explain.capture import CaptureSession, fingerprint, statement_kind
+from shop.models import Category, Product
 
 
 def test_fingerprint_abstracts_literals_params_and_in_lists() -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from django.db import connections
-from shop.models import Category, Product, Review
 
 from debug_toolbar_perf.analysis.plans_findings import analyse
 from debug_toolbar_perf.conf import get_config
 from debug_toolbar_perf.engines.explain.capture import CaptureSession
+from shop.models import Category, Product, Review
 from tests.engines.explain_seed import alias_params, seed_all
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
-from shop.seed import seed
 
+from shop.seed import seed
 from tests.management.urls import SEEN
 
 pytestmark = pytest.mark.django_db

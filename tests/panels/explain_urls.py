@@ -3,6 +3,7 @@
 from debug_toolbar.toolbar import debug_toolbar_urls
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
+
 from shop.models import Category
 
 

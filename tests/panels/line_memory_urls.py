@@ -9,9 +9,9 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.views import View
 from memory_profiler import profile as mp_profile
-from shop import views as shop_views
 
 from debug_toolbar_perf import profile_memory
+from shop import views as shop_views
 
 MIB = 1 << 20
 PAGE = "<html><body><p>{}</p></body></html>"

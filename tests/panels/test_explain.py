@@ -12,8 +12,8 @@ from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from shop.models import Product
 
+from shop.models import Product
 from tests.conftest import assert_valid_html
 from tests.engines.explain_seed import seed, unseed
 

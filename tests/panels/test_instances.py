@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from django.db.models.signals import post_init
 from django.test import override_settings
-from shop.models import Category, Product, Review
 
 from debug_toolbar_perf.engines import instances as engine
 from debug_toolbar_perf.engines.availability import module_installed
+from shop.models import Category, Product, Review
 
 PANEL = "ModelInstancesPanel"
 needs_pympler = pytest.mark.skipif(

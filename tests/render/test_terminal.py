@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from shop.seed import seed
 
 from debug_toolbar_perf.analysis import instances as inst_analysis
 from debug_toolbar_perf.analysis.calltree import hot_functions
 from debug_toolbar_perf.render import terminal
 from debug_toolbar_perf.runner import capture
+from shop.seed import seed
 
 
 @pytest.fixture
