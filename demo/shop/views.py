@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from django.db.models import Prefetch
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
@@ -34,7 +35,7 @@ PAGES = [
     (
         "fixed",
         "Products with categories (fixed)",
-        "select_related + prefetch_related: the twin of the N+1 page.",
+        "select_related and a correlated count: the twin of the N+1 page.",
     ),
     (
         "truthy",
@@ -125,14 +126,23 @@ def n_plus_one(request: HttpRequest) -> HttpResponse:
 
 
 def fixed(request: HttpRequest) -> HttpResponse:
+    """The N+1 page fixed: select_related for the category, a correlated count for the reviews.
+
+    (Prefetching every review just to count them would build thousands of Review objects, and a
+    JOIN + GROUP BY aggregates the whole review table: the panels flag both.)"""
+    reviews = (
+        Review.objects.filter(product=OuterRef("pk"))
+        .order_by()
+        .values("product")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     products = (
         Product.objects.order_by("pk")
         .select_related("category")
-        .prefetch_related(Prefetch("reviews", queryset=Review.objects.only("id", "product_id")))[
-            :50
-        ]
+        .annotate(review_count=Coalesce(Subquery(reviews), 0))[:50]
     )
-    rows = [(p.name, p.category.name, len(p.reviews.all())) for p in products]
+    rows = [(p.name, p.category.name, p.review_count) for p in products]
     return render(request, "shop/products.html", {"rows": rows, "title": "Products (fixed)"})
 
 
