@@ -71,7 +71,8 @@ def test_fixed_twin_passes_the_same_budgets(client, demo_data):
         response = client.get("/products/fixed/")
     assert response.status_code == 200
     assert len(cap.runs) == 1
-    assert cap.runs[0].record("explain")["statements"] == 1  # one query: select_related and a correlated count
+    # One query: select_related and a correlated count.
+    assert cap.runs[0].record("explain")["statements"] == 1
 
 
 def test_truthy_queryset_page_breaks_the_instances_budget(client, demo_data):
