@@ -371,14 +371,20 @@ def install() -> None:
 
 
 def uninstall() -> None:
-    """Remove the hook (tests; the panel never uninstalls, since other requests may count)."""
+    """Remove the hook (tests; the panel never uninstalls, since other requests may count).
+
+    Idempotent. If another tool wrapped ``post_init.send`` after us, our hook is left in
+    place with what it forwards to: their wrapper still calls it, and forgetting
+    ``_orig_send`` would make every ``Model()`` fail.
+    """
     global _orig_send, _orig_is_django
     with _install_lock:
-        if getattr(post_init.__dict__.get("send"), "debug_toolbar_perf_hook", False):
-            if getattr(_orig_send, "__self__", None) is post_init:
-                del post_init.send
-            else:
-                post_init.send = _orig_send  # type: ignore[method-assign]
+        if not getattr(post_init.__dict__.get("send"), "debug_toolbar_perf_hook", False):
+            return  # not installed, or buried under another tool's wrapper
+        if getattr(_orig_send, "__self__", None) is post_init:
+            del post_init.send
+        else:
+            post_init.send = _orig_send  # type: ignore[method-assign]
         _orig_send = None
         _orig_is_django = True
 

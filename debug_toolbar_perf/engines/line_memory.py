@@ -42,6 +42,8 @@ from collections.abc import Callable
 from types import CodeType, FunctionType
 from typing import Any
 
+from ..records import error_record
+
 MIB = 1 << 20
 #: Pseudo line number: memory measured at function exit after the event cap.
 CAP_LINE = 0
@@ -305,6 +307,8 @@ class LineMemorySession:
         self.capped_calls = 0
         self.notes: list[str] = []
         self.problem: str | None = None
+        #: error records of faults inside the tracer or at stop (the panel shows them)
+        self.errors: list[dict[str, Any]] = []
         self.engine = ""
         self.source: MemorySource | None = None
         self.start_mem = self.end_mem = self.peak = 0
@@ -330,12 +334,13 @@ class LineMemorySession:
         self._x0 = self._own_cpu()
         self.start_mem = self.peak = self._read()
         self._started_ns = time.perf_counter_ns()
+        self._tracer = tracer  # set first: a fault in a callback must be able to stop it
         try:
             tracer.start()
         except TracingUnavailable as exc:
+            self._tracer = None
             self.problem = str(exc)
             return self
-        self._tracer = tracer
         self.engine = tracer.describe()
         return self
 
@@ -349,17 +354,40 @@ class LineMemorySession:
         finally:
             source = self.source
             if source is not None:
-                m = self.end_mem = source.read()
-                while self.stack:  # frames still open (should not happen): close them
-                    self._close(self.stack.pop(), m)
-                if m > self.peak:
-                    self.peak = m
-                exact = source.peak()
-                self.peak_exact = exact is not None
-                if exact is not None and exact > self.peak:
-                    self.peak = exact
-                source.close()
+                try:
+                    self._finish(source)
+                except Exception as exc:  # the panel shows it; the view's response is done
+                    self.errors.append(error_record("stop", exc))
+                finally:
+                    source.close()
             self.wall_ns = time.perf_counter_ns() - self._started_ns
+
+    def _finish(self, source: MemorySource) -> None:
+        """Last reading: close frames left open and settle the peak."""
+        m = self.end_mem = source.read()
+        while self.stack:  # frames still open (should not happen): close them
+            self._close(self.stack.pop(), m)
+        if m > self.peak:
+            self.peak = m
+        exact = source.peak()
+        self.peak_exact = exact is not None
+        if exact is not None and exact > self.peak:
+            self.peak = exact
+
+    def fail(self, exc: BaseException) -> None:
+        """A trace callback raised: stop tracing now and keep the error for the panel.
+
+        Called from inside the tracer, so it must not raise: an exception there would
+        surface in the user's view. What was measured before the fault is incomplete, so
+        the panel shows the error instead of a table (see ``LineMemoryPanel.build_record``).
+        """
+        try:
+            self.errors.append(error_record("trace", exc))
+            self.stack.clear()  # open frames' last intervals were not measured
+            if self._tracer is not None:
+                self._tracer.abort()
+        except Exception:  # nothing may escape into the traced code
+            pass
 
     # -- accounting (called from the tracers) ------------------------------------------------
 
@@ -526,6 +554,7 @@ class _MonitoringTracer:
         self.tool: int | None = None
         self.instrumented: list[CodeType] = []
         self.line_events = True
+        self._callbacks: list[tuple[int, Callable[..., Any]]] = []
 
     def describe(self) -> str:
         return f"sys.monitoring (tool id {self.tool})"
@@ -550,14 +579,19 @@ class _MonitoringTracer:
         mon = sys.monitoring
         ev = mon.events
         self.tool = tool = self._claim()
+        # Kept referenced here: ``abort`` unregisters them from inside a running callback.
+        self._callbacks = [
+            (ev.PY_START, self._on_start),
+            (ev.PY_RESUME, self._on_start),
+            (ev.LINE, self._on_line),
+            (ev.PY_RETURN, self._on_return),
+            (ev.PY_YIELD, self._on_return),
+            (ev.PY_UNWIND, self._on_unwind),
+            (ev.CALL, self._on_call),
+        ]
         try:
-            mon.register_callback(tool, ev.PY_START, self._on_start)
-            mon.register_callback(tool, ev.PY_RESUME, self._on_start)
-            mon.register_callback(tool, ev.LINE, self._on_line)
-            mon.register_callback(tool, ev.PY_RETURN, self._on_return)
-            mon.register_callback(tool, ev.PY_YIELD, self._on_return)
-            mon.register_callback(tool, ev.PY_UNWIND, self._on_unwind)
-            mon.register_callback(tool, ev.CALL, self._on_call)
+            for event, callback in self._callbacks:
+                mon.register_callback(tool, event, callback)
             mon.set_events(tool, ev.PY_UNWIND)  # cannot be local; fires only on unwinding
             for code in self.s.targets:
                 self.instrument(code)
@@ -583,6 +617,10 @@ class _MonitoringTracer:
         for code in self.instrumented:
             sys.monitoring.set_local_events(self.tool, code, self._events(code))
 
+    def abort(self) -> None:
+        """Stop from inside a callback (after a fault): same as :meth:`stop`."""
+        self.stop()
+
     def stop(self) -> None:
         mon = sys.monitoring
         tool = self.tool
@@ -606,12 +644,17 @@ class _MonitoringTracer:
         finally:
             mon.free_tool_id(tool)
 
-    # callbacks: first filter to the request's thread and to our frames
+    # callbacks: first filter to the request's thread and to our frames. An exception
+    # raised by a callback would surface in the traced (user's) code: each one catches
+    # everything and hands it to ``session.fail``, which stops tracing.
     def _on_start(self, code: CodeType, offset: int) -> None:
         s = self.s
         if threading.get_ident() != s.thread_id or code not in s.targets:
             return
-        s.enter(code)
+        try:
+            s.enter(code)
+        except Exception as exc:
+            s.fail(exc)
 
     def _on_line(self, code: CodeType, lineno: int) -> None:
         s = self.s
@@ -619,7 +662,10 @@ class _MonitoringTracer:
             return
         stack = s.stack
         if stack and stack[-1][0] is code:
-            s._on_line(stack[-1], lineno)
+            try:
+                s._on_line(stack[-1], lineno)
+            except Exception as exc:
+                s.fail(exc)
 
     def _on_return(self, code: CodeType, offset: int, value: Any) -> None:
         s = self.s
@@ -627,7 +673,10 @@ class _MonitoringTracer:
             return
         stack = s.stack
         if stack and stack[-1][_CODE] is code:
-            s.leave(stack.pop())
+            try:
+                s.leave(stack.pop())
+            except Exception as exc:
+                s.fail(exc)
 
     def _on_unwind(self, code: CodeType, offset: int, exc: BaseException) -> None:
         self._on_return(code, offset, None)
@@ -636,18 +685,21 @@ class _MonitoringTracer:
         s = self.s
         if threading.get_ident() != s.thread_id or not s.stack:
             return
-        depth = s.depths.get(code, 0)
-        if depth >= s.follow_depth:
-            return
-        callee = getattr(func, "__func__", func)
-        callee_code = getattr(callee, "__code__", None)
-        if (
-            isinstance(callee, FunctionType)
-            and isinstance(callee_code, CodeType)
-            and callee_code not in s.targets
-            and s.is_project(callee_code.co_filename)
-        ):
-            s.add_target(callee_code, depth + 1, "followed")
+        try:
+            depth = s.depths.get(code, 0)
+            if depth >= s.follow_depth:
+                return
+            callee = getattr(func, "__func__", func)
+            callee_code = getattr(callee, "__code__", None)
+            if (
+                isinstance(callee, FunctionType)
+                and isinstance(callee_code, CodeType)
+                and callee_code not in s.targets
+                and s.is_project(callee_code.co_filename)
+            ):
+                s.add_target(callee_code, depth + 1, "followed")
+        except Exception as exc:
+            s.fail(exc)
 
 
 # -- Python 3.10/3.11: sys.settrace ---------------------------------------------------------
@@ -694,33 +746,50 @@ class _SettraceTracer:
             if frame is not None:
                 frame.f_trace_lines = False
 
+    def abort(self) -> None:
+        """Stop from inside the trace function (after a fault): untrace the open frames too.
+
+        ``sys.settrace`` only affects new frames; frames already traced keep calling
+        their ``f_trace``, so it is cleared on each (the caller clears the current one).
+        """
+        for st in self.s.stack:
+            frame = st[_FRAME]
+            if frame is not None:
+                frame.f_trace = None
+        self.stop()
+
     def trace(self, frame: Any, event: str, arg: Any) -> Any:
         """One function for every event, so memory_profiler's tracer can chain to it."""
         s = self.s
         stack = s.stack
-        if event == "line":
-            if stack and stack[-1][5] is frame:
-                s._on_line(stack[-1], frame.f_lineno)
+        try:
+            if event == "line":
+                if stack and stack[-1][5] is frame:
+                    s._on_line(stack[-1], frame.f_lineno)
+                return self.trace
+            if event == "call":
+                code = frame.f_code
+                if code not in s.targets:
+                    if not (
+                        s.follow_depth
+                        and stack
+                        and stack[-1][_DEPTH] < s.follow_depth
+                        and s.is_project(code.co_filename)
+                        and frame.f_back is stack[-1][_FRAME]
+                    ):
+                        return None
+                    s.add_target(code, stack[-1][_DEPTH] + 1, "followed")
+                s.enter(code, frame)
+                if s.capped:
+                    frame.f_trace_lines = False
+                return self.trace
+            if event == "return" and stack and stack[-1][_FRAME] is frame:
+                s.leave(stack.pop())
             return self.trace
-        if event == "call":
-            code = frame.f_code
-            if code not in s.targets:
-                if not (
-                    s.follow_depth
-                    and stack
-                    and stack[-1][_DEPTH] < s.follow_depth
-                    and s.is_project(code.co_filename)
-                    and frame.f_back is stack[-1][_FRAME]
-                ):
-                    return None
-                s.add_target(code, stack[-1][_DEPTH] + 1, "followed")
-            s.enter(code, frame)
-            if s.capped:
-                frame.f_trace_lines = False
-            return self.trace
-        if event == "return" and stack and stack[-1][_FRAME] is frame:
-            s.leave(stack.pop())
-        return self.trace
+        except Exception as exc:  # it would surface in the user's code: stop tracing
+            s.fail(exc)
+            frame.f_trace = None
+            return None
 
 
 # -- building the target set -------------------------------------------------------------

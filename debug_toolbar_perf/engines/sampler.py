@@ -115,7 +115,7 @@ def vmprof_verdict(
 
 @dataclass(frozen=True)
 class EngineChoice:
-    engine: str  # "vmprof" | "thread"
+    engine: str  # "vmprof" | "thread" | "none" (refused)
     reason: str
     vmprof_missing: bool = False
 
@@ -663,6 +663,31 @@ def thread_ident() -> int:
     return threading.get_ident()
 
 
+GEVENT_REFUSAL = (
+    "Not sampled: this worker runs gevent (monkey-patched threads), where a sampler cannot "
+    "tell this request's greenlet from others; use a sync or gthread worker to profile."
+)
+GEVENT_FIX = "gunicorn --worker-class gthread (or sync)"
+
+
+def gevent_refusal() -> str | None:
+    """Why sampling is refused in this process, or None.
+
+    Under gevent's monkey-patching ``threading.get_ident()`` is a greenlet id, absent
+    from ``sys._current_frames()``, and every request's greenlet shares one OS thread:
+    both samplers would show nothing or other requests' code. gevent is never imported
+    here; only an already patched process is detected.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None:
+        return None
+    try:
+        patched = bool(monkey.is_module_patched("threading"))
+    except Exception:  # an unexpected gevent: do not guess, sample as usual
+        return None
+    return GEVENT_REFUSAL if patched else None
+
+
 def vmprof_importable() -> Any:
     """The vmprof module or None (import errors are a 'missing' engine, not a crash)."""
     try:
@@ -725,6 +750,9 @@ def start_session(
     the thread sampler (its own thread only), so nothing waits and nothing mixes.
     """
     t0 = time.perf_counter()
+    refusal = gevent_refusal()
+    if refusal is not None:  # neither sampler can see this request's greenlet
+        return SamplingSession(EngineChoice("none", refusal), None, notes=[refusal])
     choice = choose_engine(engine)
     session = SamplingSession(choice, None)
     if anchor_frame is not None:

@@ -52,9 +52,17 @@ class LineMemoryPanel(PerfPanel):
 
     def build_record(
         self, request: HttpRequest, response: HttpResponse, session: Any
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
+        """The record, or None with the error shown if the engine failed mid-request.
+
+        After a fault inside the tracer the figures are incomplete (tracing stopped part
+        way), so the panel shows the error alone rather than a partial table.
+        """
         from ..engines.line_memory import build_record
 
+        if session.errors:
+            self._errors.extend(session.errors)
+            return None
         return build_record(session)
 
     def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:

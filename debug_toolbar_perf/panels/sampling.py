@@ -35,7 +35,10 @@ class SamplingProfilerPanel(PerfPanel):
     )
 
     def engine_problem(self) -> EngineProblem | None:
-        # A missing vmprof is a note (the thread sampler still measures), not a block.
+        """Only gevent blocks sampling; a missing vmprof is a note (the thread sampler runs)."""
+        refusal = sampler.gevent_refusal()
+        if refusal is not None:
+            return EngineProblem(refusal, sampler.GEVENT_FIX)
         return None
 
     def start(self, request: HttpRequest, target: ViewTarget) -> sampler.SamplingSession:

@@ -12,11 +12,11 @@ import pytest
 from django.db.models import Prefetch
 from django.test import override_settings
 from django.utils.functional import SimpleLazyObject
-from shop.models import Category, Product, Review
 
 from debug_toolbar_perf.engines import instances as engine
 from debug_toolbar_perf.engines.availability import module_installed
 from debug_toolbar_perf.engines.instances_heap import heap_summary, safe_objects
+from shop.models import Category, Product, Review
 from tests.instances_app.models import Widget, WidgetProxy
 
 
@@ -180,6 +180,36 @@ def test_install_is_idempotent_and_uninstall_restores() -> None:
     engine.uninstall()
     assert "send" not in post_init.__dict__
     engine.install()
+
+
+def test_uninstall_under_another_tools_wrapper_keeps_model_init_working(db: Any) -> None:
+    """Their wrapper still calls our hook after uninstall(): it must keep forwarding."""
+    from django.db.models.signals import post_init
+
+    engine.install()
+    ours = post_init.send
+    seen: list[Any] = []
+
+    def theirs(sender: Any, **named: Any) -> Any:
+        seen.append(sender)
+        return ours(sender, **named)
+
+    post_init.send = theirs  # type: ignore[method-assign]
+    post_init.connect(_noop_receiver, weak=False, dispatch_uid="test-inst-wrap")
+    try:
+        engine.uninstall()
+        engine.uninstall()
+        Review(rating=1, text="x")  # before the fix: TypeError, None is not callable
+        assert seen == [Review]
+    finally:
+        post_init.disconnect(dispatch_uid="test-inst-wrap")
+        del post_init.send  # their wrapper goes; ours under it goes with it
+        engine.install()
+    assert engine._orig_send.__self__ is post_init
+
+
+def _noop_receiver(sender: Any, **kwargs: Any) -> None:
+    """A receiver, so post_init.send really forwards (Django skips sending without one)."""
 
 
 def test_site_sampling_every_nth(shop: None) -> None:

@@ -478,3 +478,52 @@ def test_tracemalloc_is_stopped_only_if_we_started_it() -> None:
         assert any("already running" in n for n in record["notes"])
     finally:
         tracemalloc.stop()
+
+
+def _two_lists() -> int:
+    a = [0] * 1000
+    b = [1] * 1000
+    return len(a) + len(b)
+
+
+@pytest.mark.parametrize(
+    ("backend", "fail_after"),
+    # reads: 1 at start, then entry; RSS line events read /proc directly, so its 2nd read
+    # in the call is the return event, while tracemalloc's are line events.
+    [("rss", 1), ("rss", 2), ("tracemalloc", 1), ("tracemalloc", 2), ("tracemalloc", 3)],
+)
+def test_a_reader_fault_inside_the_tracer_stops_tracing_and_is_recorded(
+    monkeypatch: pytest.MonkeyPatch, backend: str, fail_after: int
+) -> None:
+    """A raising memory read (entry, line or return event) never reaches the traced code."""
+    real = lm.make_source
+
+    def flaky_source(name: str) -> Any:
+        source = real(name)
+        read, calls = source.read, [0]
+
+        def flaky() -> int:
+            calls[0] += 1
+            if calls[0] > fail_after:
+                raise OSError("injected read failure")
+            return read()
+
+        source.read = flaky  # type: ignore[method-assign]
+        return source
+
+    monkeypatch.setattr(lm, "make_source", flaky_source)
+    previous = sys.gettrace()
+    session = LineMemorySession({_two_lists.__code__: ("f", "view")}, backend=backend).start()
+    try:
+        assert _two_lists() == 2000  # the fault did not surface here
+        assert session.errors  # it happened in that first call
+        events = session.events
+        assert _two_lists() == 2000
+        assert session.events == events  # tracing stopped at the fault
+    finally:
+        session.stop()
+    assert [e["stage"] for e in session.errors][:1] == ["trace"]
+    assert "injected read failure" in session.errors[0]["message"]
+    assert sys.gettrace() is previous
+    if lm.MONITORING:
+        assert all(sys.monitoring.get_tool(i) != lm.TOOL_NAME for i in range(6))

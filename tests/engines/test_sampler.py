@@ -293,3 +293,59 @@ def test_registry_walk_skips_types_without_a_namespace():
     registry._visit(list(vars(testcapi).values()), set())  # raised AttributeError before
     registry._visit([sampler.CodeRegistry], set())
     assert id(sampler.CodeRegistry.resolve.__code__) in registry._codes
+
+
+def _sampler_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "debug-toolbar-perf-sampler"]
+
+
+@pytest.mark.parametrize("engine", ["auto", "thread", "vmprof"])
+def test_gevent_patched_threads_are_refused(monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
+    """A gevent-patched worker: no sampler starts and the session says why."""
+    import types
+
+    monkey = types.ModuleType("gevent.monkey")
+    monkey.is_module_patched = lambda name: name == "threading"
+    monkeypatch.setitem(sys.modules, "gevent.monkey", monkey)
+    before = _sampler_threads()
+    session = sampler.start_session(engine, "wall", 1.0, "gevent-refused")
+    assert session.sampler is None
+    assert session.notes == [sampler.GEVENT_REFUSAL]
+    assert "gevent" in session.choice.reason and "gthread" in session.choice.reason
+    assert _sampler_threads() == before
+    session.stop()  # harmless
+    assert session.result() is None
+
+
+def test_gevent_imported_but_not_patched_still_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    monkey = types.ModuleType("gevent.monkey")
+    monkey.is_module_patched = lambda name: False
+    monkeypatch.setitem(sys.modules, "gevent.monkey", monkey)
+    assert sampler.gevent_refusal() is None
+    session = sampler.start_session("thread", "wall", 1.0, "gevent-unpatched")
+    try:
+        assert isinstance(session.sampler, sampler.ThreadSampler)
+    finally:
+        session.stop()
+
+
+def test_gevent_detection_with_the_real_gevent() -> None:
+    """In a fresh process: only gevent's own patching triggers the refusal."""
+    import subprocess
+
+    pytest.importorskip("gevent")
+    code = (
+        "import sys\n"
+        "from debug_toolbar_perf.engines import sampler\n"
+        "assert sampler.gevent_refusal() is None and 'gevent' not in sys.modules\n"
+        "import gevent.monkey\n"
+        "assert sampler.gevent_refusal() is None\n"
+        "gevent.monkey.patch_all()\n"
+        "print(sampler.gevent_refusal())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == sampler.GEVENT_REFUSAL

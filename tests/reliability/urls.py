@@ -1,8 +1,9 @@
 """URLs of the reliability tests (rebuilt by tests/reliability/conftest.py when panels change)."""
 
 from debug_toolbar.toolbar import DebugToolbar
-from demo_site.urls import urlpatterns as demo_urlpatterns
 from django.urls import include, path
+
+from demo_site.urls import urlpatterns as demo_urlpatterns
 
 from . import views
 

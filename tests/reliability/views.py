@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import DatabaseError, connection, connections, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+
 from shop.models import Category, Product
 
 
