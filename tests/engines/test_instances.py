@@ -273,3 +273,23 @@ def test_a_failing_hook_never_breaks_model_init(db: Any, monkeypatch: Any) -> No
     record = engine.build_record(collector, queries=None, threshold=5, n_plus_one=5, pympler=False)
     assert record["hook_error"] == "RuntimeError: panel bug"
     assert record["total"] == 1  # counted up to the failure, then stopped
+
+
+@pytest.mark.django_db
+def test_size_is_the_instance_not_what_it_references():
+    """A Review reaches its Product, whose prefetched reviews reach every other Review: a plain
+    asizeof(review) grows with the whole set; the measured size must not."""
+    pytest.importorskip("pympler")
+    from pympler import asizeof
+
+    category = Category.objects.create(name="c")
+    product = Product.objects.create(name="p", category=category, price=1)
+    Review.objects.bulk_create(Review(product=product, rating=1, text="t" * 50) for _ in range(300))
+    loaded = Product.objects.prefetch_related("reviews").get(pk=product.pk)
+    reviews = list(loaded.reviews.all())
+    for review in reviews:
+        review.product = loaded  # as Django's prefetch sets the reverse cache
+    one = reviews[0]
+    assert asizeof.asizeof(one) > 50 * engine.own_size(one, asizeof)  # the naive figure
+    size = engine.own_size(one, asizeof)
+    assert 300 < size < 3_000, size
