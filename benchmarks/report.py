@@ -76,30 +76,55 @@ def markdown(results: list[Result], quick: bool) -> str:
 
 
 def plot(results: list[Result], path: Path) -> None:
+    """One horizontal bar per non-baseline row, grouped by comparison under a bold heading."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.transforms import blended_transform_factory
 
-    rows = [r for r in results if not r.baseline]
-    if not rows:
+    groups: dict[str, list[Result]] = defaultdict(list)
+    for r in results:
+        if not r.baseline and r.ratio == r.ratio and r.ratio > 0:  # skip NaN and zero
+            groups[r.comparison].append(r)
+    if not groups:
         return
-    labels = [f"{r.comparison}: {r.workload}\n{r.variant}" for r in rows]
+    y = 0.0
+    ys: list[float] = []
+    rows: list[Result] = []
+    headings: list[tuple[float, str]] = []
+    for comparison, members in groups.items():
+        headings.append((y, comparison))
+        y += 1.0
+        for r in members:
+            ys.append(y)
+            rows.append(r)
+            y += 1.0
+        y += 0.4
+    fig, ax = plt.subplots(figsize=(11, max(3.0, 0.3 * y + 1.2)))
+    colors = ["#2f7ed8" if r.extra.get("ours") is True else "#9aa5b1" for r in rows]
     ratios = [r.ratio for r in rows]
-    fig, ax = plt.subplots(figsize=(10, max(3, 0.42 * len(rows))))
-    colors = [
-        "#2f7ed8"
-        if r.extra.get("ours") is True or "debug_toolbar_perf" in str(r.extra.get("ours", ""))
-        else "#9aa5b1"
-        for r in rows
-    ]
-    ax.barh(range(len(rows)), ratios, color=colors)
-    ax.set_yticks(range(len(rows)), labels, fontsize=7)
-    ax.invert_yaxis()
-    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.barh(ys, ratios, color=colors, height=0.8)
+    labels = [f"{r.workload} · {r.variant}" for r in rows]
+    labels = [label if len(label) <= 90 else label[:89] + "…" for label in labels]
+    ax.set_yticks(ys, labels, fontsize=7)
     ax.set_xscale("log")
-    ax.set_xlabel("time relative to the baseline of its comparison (log scale; 1.0 = no cost)")
-    ax.set_title("django-debug-toolbar-perf: cost of each panel vs the alternatives (blue = ours)")
+    ax.set_ylim(y, -1.0)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    for yy, r in zip(ys, rows, strict=True):
+        met = r.extra.get("met")
+        mark = "" if not r.goal or met is None else ("  ✓ goal" if met else "  ✗ goal")
+        ax.text(r.ratio, yy, f" x{r.ratio:.2f}{mark}", va="center", fontsize=6.5)
+    heading = blended_transform_factory(ax.transAxes, ax.transData)
+    for yy, text in headings:
+        ax.text(0.0, yy, text, transform=heading, fontsize=8, fontweight="bold", va="center")
+    ax.set_xlim(min(0.1, min(ratios) / 2), max(ratios) * 8)
+    ax.set_xlabel("time relative to the baseline of its comparison (log scale; 1 = no added cost)")
+    ax.set_title(
+        "django-debug-toolbar-perf: cost of each panel and of the alternatives"
+        " (blue = ours, grey = others)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
