@@ -43,6 +43,7 @@ from types import CodeType, FunctionType
 from typing import Any
 
 from ..records import error_record
+from ..scope import unwrap_function
 
 MIB = 1 << 20
 #: Pseudo line number: memory measured at function exit after the event cap.
@@ -72,22 +73,11 @@ _decorated: dict[CodeType, str] = {}
 
 def profile_memory(func: Any) -> Any:
     """Mark ``func`` for the LineMemoryPanel; returns it unchanged (no cost when off)."""
-    plain = _unwrap(func)
+    plain = unwrap_function(func)
     code = getattr(plain, "__code__", None)
     if isinstance(code, CodeType):
         _decorated[code] = _label(plain)
     return func
-
-
-def _unwrap(obj: Any) -> Any:
-    for _ in range(50):
-        if isinstance(obj, (staticmethod, classmethod)) or inspect.ismethod(obj):
-            obj = obj.__func__
-        elif hasattr(obj, "__wrapped__"):
-            obj = obj.__wrapped__
-        else:
-            break
-    return obj
 
 
 def _label(func: Any) -> str:
@@ -120,7 +110,7 @@ def _scan_module(module: Any, mp_file: str) -> dict[CodeType, str]:
         for cand in candidates:
             cand = cand.__func__ if isinstance(cand, (staticmethod, classmethod)) else cand
             if _is_mp_wrapper(cand, mp_file):
-                plain = _unwrap(cand)
+                plain = unwrap_function(cand)
                 code = getattr(plain, "__code__", None)
                 if isinstance(code, CodeType) and os.path.realpath(code.co_filename) != mp_file:
                     found[code] = _label(plain)
@@ -814,7 +804,7 @@ def collect_targets(
         except ImportError as exc:
             problems.append(f"LINE_MEMORY.FUNCTIONS: {path!r} could not be imported ({exc}).")
             continue
-        code = getattr(_unwrap(obj), "__code__", None)
+        code = getattr(unwrap_function(obj), "__code__", None)
         if isinstance(code, CodeType):
             targets.setdefault(code, (path, "settings"))
         else:

@@ -22,7 +22,7 @@ from ..conf import get_config
 from ..engines import instances as engine
 from ..engines.availability import EngineProblem, module_installed
 from ..scope import ViewTarget
-from ..views import MAX_SIGNED_LENGTH, login_not_required
+from ..views import login_not_required, signed_payload
 from .base import PerfPanel
 
 
@@ -104,11 +104,10 @@ class ModelInstancesPanel(PerfPanel):
 @require_GET
 def heap_summary(request: HttpRequest) -> HttpResponse:
     """Pympler muppy summary of the whole heap, on demand only (0.3-4 s), lazy-safe."""
-    signed = request.GET.get("signed", "")
-    if not signed or len(signed) > MAX_SIGNED_LENGTH:
-        return HttpResponseBadRequest("Invalid signature")
-    data = SignedDataForm({"signed": signed}).verified_data()
-    if not isinstance(data, dict) or data.get("action") != "heap":
+    data = signed_payload(request, "action")
+    if isinstance(data, HttpResponse):
+        return data
+    if data["action"] != "heap":
         return HttpResponseBadRequest("Invalid signature")
     if not module_installed("pympler"):
         return JsonResponse(

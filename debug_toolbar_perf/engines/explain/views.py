@@ -9,17 +9,16 @@ name a shape, never send SQL.
 from __future__ import annotations
 
 from debug_toolbar.decorators import require_show_toolbar
-from debug_toolbar.forms import SignedDataForm
 from debug_toolbar.toolbar import DebugToolbar
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from ...analysis.plans_findings import plan_findings
 from ...conf import get_config
-from ...views import MAX_SIGNED_LENGTH, login_not_required
+from ...views import login_not_required, signed_payload
 from .analyze import AnalyzeRefused, run_analyze
 
 TEMPLATE = "debug_toolbar_perf/panels/explain_analyze.html"
@@ -30,15 +29,10 @@ TEMPLATE = "debug_toolbar_perf/panels/explain_analyze.html"
 @require_show_toolbar
 @require_POST
 def explain_analyze(request: HttpRequest) -> HttpResponse:
-    signed = request.POST.get("signed", "")
-    if not signed or len(signed) > MAX_SIGNED_LENGTH:
-        return HttpResponseBadRequest("Invalid signature")
-    data = SignedDataForm({"signed": signed}).verified_data()
-    if not isinstance(data, dict):
-        return HttpResponseBadRequest("Invalid signature")
-    request_id, panel_id, shape_id = (data.get(k) for k in ("request_id", "panel_id", "shape"))
-    if not all(isinstance(v, str) for v in (request_id, panel_id, shape_id)):
-        return HttpResponseBadRequest("Invalid data")
+    data = signed_payload(request, "request_id", "panel_id", "shape")
+    if isinstance(data, HttpResponse):
+        return data
+    request_id, panel_id, shape_id = (data[k] for k in ("request_id", "panel_id", "shape"))
     toolbar = DebugToolbar.fetch(request_id, panel_id)
     if toolbar is None:
         return JsonResponse(
