@@ -220,7 +220,10 @@ XSS = "</script><script>alert('xss')</script><img src=x onerror=alert('img')>"
 def _hostile_name(func):  # type: ignore[no-untyped-def]
     """The same function under a name holding HTML (as exec'd or generated code may have)."""
     name = "</script><script>alert('fn')</script>"
-    code = func.__code__.replace(co_name=name, co_qualname=name)
+    names = {"co_name": name}
+    if hasattr(func.__code__, "co_qualname"):  # Python 3.11+
+        names["co_qualname"] = name
+    code = func.__code__.replace(**names)
     return type(func)(code, func.__globals__, name)
 
 
