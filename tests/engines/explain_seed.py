@@ -89,3 +89,18 @@ def alias_params() -> list[Any]:
         pytest.param("postgres", id="postgresql", marks=pytest.mark.postgres),
         pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
     ]
+
+
+def stored_shapes(alias: str, run: Any) -> list[dict[str, Any]]:
+    """Run ``run`` under a capture session on ``alias`` and return the recorded shapes, as the
+    panel stores them (typed params tagged, plans attached)."""
+    from debug_toolbar_perf.engines.explain.capture import CaptureSession
+
+    session = CaptureSession([alias])
+    session.start()
+    try:
+        run()
+    finally:
+        session.stop_capture()
+    session.explain_all(50, 1_000_000)
+    return session.to_record(50)["shapes"]

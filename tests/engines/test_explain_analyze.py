@@ -10,9 +10,8 @@ import pytest
 from debug_toolbar_perf.analysis.plans_findings import plan_findings
 from debug_toolbar_perf.conf import get_config
 from debug_toolbar_perf.engines.explain.analyze import run_analyze
-from debug_toolbar_perf.engines.explain.capture import CaptureSession
 from shop.models import Category, Product
-from tests.engines.explain_seed import alias_params, seed_all
+from tests.engines.explain_seed import alias_params, seed_all, stored_shapes
 
 pytestmark = pytest.mark.slow
 
@@ -20,18 +19,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def seeded(django_db_setup: Any, django_db_blocker: Any) -> Iterator[list[str]]:
     yield from seed_all(django_db_blocker)
-
-
-def stored_shapes(alias: str, run: Any) -> list[dict[str, Any]]:
-    """Shapes as the endpoint reads them: from the JSON record, typed params tagged."""
-    session = CaptureSession([alias])
-    session.start()
-    try:
-        run()
-    finally:
-        session.stop_capture()
-    session.explain_all(50, 1_000_000)
-    return session.to_record(50)["shapes"]
 
 
 @pytest.mark.parametrize("alias", alias_params())

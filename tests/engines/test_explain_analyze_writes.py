@@ -12,23 +12,12 @@ from django.test import override_settings
 from debug_toolbar_perf.engines.explain.analyze import AnalyzeRefused, run_analyze
 from debug_toolbar_perf.engines.explain.capture import CaptureSession
 from shop.models import Category, Product
-from tests.engines.explain_seed import alias_params, seed, unseed
+from tests.engines.explain_seed import alias_params, seed, stored_shapes, unseed
 
 
 def seeded_small(alias: str) -> None:
     unseed(alias)
     seed(alias, products=400, reviews=50)
-
-
-def stored_shapes(alias: str, run: Any) -> list[dict[str, Any]]:
-    session = CaptureSession([alias])
-    session.start()
-    try:
-        run()
-    finally:
-        session.stop_capture()
-    session.explain_all(50, 1_000_000)
-    return session.to_record(50)["shapes"]
 
 
 def snapshot(alias: str) -> list[tuple[Any, ...]]:

@@ -12,7 +12,7 @@ from debug_toolbar_perf.analysis.plans_findings import analyse
 from debug_toolbar_perf.conf import get_config
 from debug_toolbar_perf.engines.explain.capture import CaptureSession
 from shop.models import Category, Product, Review
-from tests.engines.explain_seed import alias_params, seed_all
+from tests.engines.explain_seed import alias_params, seed_all, stored_shapes
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +23,7 @@ def seeded(django_db_setup: Any, django_db_blocker: Any) -> Iterator[list[str]]:
 
 
 def explain(alias: str, run: Any) -> list[dict[str, Any]]:
-    session = CaptureSession([alias])
-    session.start()
-    try:
-        run()
-    finally:
-        session.stop_capture()
-    session.explain_all(50, 1_000_000)
-    shapes = analyse(session.to_record(50), get_config()["EXPLAIN"])
+    shapes = analyse({"shapes": stored_shapes(alias, run)}, get_config()["EXPLAIN"])
     for shape in shapes:
         assert shape["plan"], shape["plan_error"]
     return shapes
