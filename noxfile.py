@@ -28,6 +28,7 @@ TEST_DEPS = [
     "hypothesis",
     "jsonschema",
     "djangorestframework",
+    "pytest-asyncio",
 ]
 
 

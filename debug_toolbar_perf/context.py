@@ -27,6 +27,11 @@ class RequestLocal(Generic[T]):
     def get(self) -> T | None:
         return self._var.get()
 
+    @property
+    def var(self) -> contextvars.ContextVar[T | None]:
+        """The ContextVar itself: a hook on a hot path binds ``var.get`` (a C call, no frame)."""
+        return self._var
+
     @contextmanager
     def bound(self, value: T) -> Iterator[T]:
         token = self._var.set(value)

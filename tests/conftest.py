@@ -151,6 +151,26 @@ def run_with_toolbar(client: Client, path: str, method: str = "get", **kwargs: A
     return ToolbarRun(response=response, toolbar=created[-1])
 
 
+async def arun_with_toolbar(
+    client: Any, path: str, method: str = "get", **kwargs: Any
+) -> ToolbarRun:
+    """``run_with_toolbar`` for Django's ``AsyncClient``: the real ASGI path (an ASGIRequest)."""
+    created: list[DebugToolbar] = []
+
+    def _grab(sender: Any, toolbar: DebugToolbar, **_: Any) -> None:
+        created.append(toolbar)
+
+    DebugToolbar._created.connect(_grab, weak=False)
+    try:
+        response = await getattr(client, method)(path, **kwargs)
+    finally:
+        DebugToolbar._created.disconnect(_grab)
+    assert created, "the toolbar did not run for this request (DEBUG? INTERNAL_IPS?)"
+    request = getattr(response, "asgi_request", None)
+    mine = [t for t in created if t.request is request] or created
+    return ToolbarRun(response=response, toolbar=mine[-1])
+
+
 @pytest.fixture
 def toolbar_client(client: Client) -> Iterator[Any]:
     """``toolbar_client(path)`` runs a request through the toolbar and returns a ToolbarRun."""

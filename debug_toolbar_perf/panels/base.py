@@ -14,6 +14,7 @@ recorded as an error shown inside the panel, and never reaches the user's page.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from urllib.parse import urlencode
 
 from debug_toolbar.forms import SignedDataForm
 from debug_toolbar.panels import Panel
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.templatetags.static import static
@@ -66,6 +68,10 @@ class PerfPanel(Panel):
     extra_scripts: ClassVar[tuple[str, ...]] = ()
     #: (format, label) pairs offered as download links.
     export_formats: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: Every perf panel runs under ASGI too (the toolbar disables panels that say False).
+    #: Engines read :attr:`asgi` to pick how they follow the request across threads.
+    is_async = True
+    asgi: bool = False
 
     # -- hooks for subclasses -------------------------------------------------------
 
@@ -75,6 +81,13 @@ class PerfPanel(Panel):
 
     def stop(self, session: Any) -> None:
         """End the measurement. Must be idempotent."""
+
+    async def astart(self, session: Any) -> None:
+        """Under ASGI, after :meth:`start` and before the view: e.g. reach the executor
+        thread a sync view will run in (``sync_to_async(thread_sensitive=True)``)."""
+
+    async def astop(self, session: Any) -> None:
+        """Under ASGI, after the view and before :meth:`stop` (undo :meth:`astart`)."""
 
     def build_record(
         self, request: HttpRequest, response: HttpResponse, session: Any
@@ -130,8 +143,14 @@ class PerfPanel(Panel):
             return enabled  # the user's tick in the toolbar wins
         return self.enabled_by_default()
 
-    def process_request(self, request: HttpRequest) -> HttpResponse:
+    def process_request(self, request: HttpRequest) -> Any:
+        """Start the engine, run the rest of the chain, stop the engine.
+
+        Under ASGI the rest of the chain returns a coroutine; the engine must stay on
+        until it has been awaited, so the stop moves into :meth:`_finish_async`.
+        """
         self._session = None
+        self.asgi = isinstance(request, ASGIRequest)
         problem = self.engine_problem()
         self._problem = problem
         target = view_target_for(self.toolbar, request)
@@ -140,10 +159,38 @@ class PerfPanel(Panel):
             self._started = time.perf_counter()
             self._session = self.guard("start", self.start, request, target)
         try:
-            return self.get_response(request)
+            response = self.get_response(request)
+        except BaseException:
+            self._stop_session()
+            raise
+        if inspect.isawaitable(response):
+            return self._finish_async(response)
+        self._stop_session()
+        return response
+
+    async def _finish_async(self, pending: Any) -> HttpResponse:
+        try:
+            if self._session is not None:
+                await self._aguard("start", self.astart, self._session)
+            return await pending
         finally:
             if self._session is not None:
-                self.guard("stop", self.stop, self._session)
+                await self._aguard("stop", self.astop, self._session)
+            self._stop_session()
+
+    async def _aguard(self, stage: str, func: Any, session: Any) -> None:
+        """:meth:`guard` for the async hooks."""
+        try:
+            await func(session)
+        except Exception as exc:
+            logger.warning(
+                "debug_toolbar_perf: %s failed in %s", type(self).__name__, stage, exc_info=True
+            )
+            self._errors.append(error_record(stage, exc))
+
+    def _stop_session(self) -> None:
+        if self._session is not None:
+            self.guard("stop", self.stop, self._session)
 
     def generate_stats(self, request: HttpRequest, response: HttpResponse) -> None:
         session = getattr(self, "_session", None)

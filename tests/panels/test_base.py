@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import Client, override_settings
 
-from tests.conftest import run_with_toolbar, strip_toolbar
+from tests.conftest import arun_with_toolbar, run_with_toolbar, strip_toolbar
 from tests.testapp.panels import ProbePanel
 
 PANELS = ["debug_toolbar.panels.sql.SQLPanel", "tests.testapp.panels.ProbePanel"]
@@ -90,3 +91,27 @@ def test_missing_engine_is_shown_with_the_fix(
     assert "cannot measure here" in html
     assert "pip install x" in html
     assert run.subtitle("ProbePanel") == "not available"
+
+
+@pytest.mark.parametrize("path", ["/t/plain/", "/t/async-plain/"])
+async def test_under_asgi_the_engine_stops_after_the_view(
+    async_client: Any, probe: type[ProbePanel], path: str
+) -> None:
+    """Under ASGI the chain returns a coroutine: the panel is on, and stop waits for the view."""
+    run = await arun_with_toolbar(async_client, path)
+    assert run.response.status_code == 200
+    assert run.live_panel("ProbePanel").asgi is True
+    assert (probe.started, probe.stopped) == (1, 1)
+    record = await sync_to_async(run.record)("ProbePanel")
+    assert record["status"] == 200
+
+
+async def test_under_asgi_a_failing_stop_never_changes_the_page(
+    async_client: Any, probe: type[ProbePanel]
+) -> None:
+    probe.fail_at = "stop"
+    run = await arun_with_toolbar(async_client, "/t/async-plain/")
+    assert run.response.status_code == 200
+    assert b"async plain" in run.response.content
+    html = await sync_to_async(run.content)("ProbePanel")
+    assert "This panel failed" in html

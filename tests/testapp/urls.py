@@ -7,6 +7,7 @@ thing_detail = views.ThingViewSet.as_view({"get": "retrieve"})
 
 urlpatterns = [
     path("plain/", views.plain, name="t_plain"),
+    path("async-plain/", views.async_plain, name="t_async_plain"),
     path("decorated/", views.decorated, name="t_decorated"),
     path("cbv/", views.ClassBased.as_view(), name="t_cbv"),
     path("things/", thing_list, name="t_things"),

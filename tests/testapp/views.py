@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any
 
@@ -13,6 +14,11 @@ from rest_framework.response import Response
 
 def plain(request: HttpRequest) -> HttpResponse:
     return HttpResponse("<html><body><p>plain</p></body></html>")
+
+
+async def async_plain(request: HttpRequest) -> HttpResponse:
+    await asyncio.sleep(0)
+    return HttpResponse("<html><body><p>async plain</p></body></html>")
 
 
 def _decorated(view: Any) -> Any:
