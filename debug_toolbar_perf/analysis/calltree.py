@@ -14,6 +14,7 @@ Stored tree format, compact and JSON-native:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -247,6 +248,74 @@ def project_split(record: dict[str, Any]) -> dict[str, float]:
     }
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def own_hooks(record: dict[str, Any], package_dir: str = _PACKAGE_DIR) -> dict[str, Any]:
+    """Samples inside this package's own hooks that run in the view's thread.
+
+    With other panels of this package on, their per-instance, per-query and per-line hooks
+    run inside the view and are sampled with it: their cost is real, but not the user's
+    code's, and the panel must say how much of the profile it is. A sample counts when its
+    innermost frame is in our package or in something our hook called (``traceback``,
+    ``psutil``); not when it is in the work a hook forwards to (the query that Explain's
+    execute wrapper runs, the receivers that the instances hook passes ``post_init`` on to).
+    """
+    functions = record.get("functions") or []
+    nodes = record.get("nodes") or []
+    owner_of: list[str | None] = [
+        _hook_owner(str(f[1])[len(package_dir) :])
+        if f[1] and str(f[1]).startswith(package_dir)
+        else None
+        for f in functions
+    ]
+    forwarders = [
+        bool(owner_of[i]) and str(f[0]).rsplit(".", 1)[-1] in _FORWARDERS
+        for i, f in enumerate(functions)
+    ]
+    owner: list[str | None] = [None] * len(nodes)
+    weight = 0.0
+    by_panel: dict[str, float] = {}
+    for i, (parent, fi, _total, self_w) in enumerate(nodes):
+        if fi >= 0 and owner_of[fi]:
+            owner[i] = owner_of[fi]
+        elif parent >= 0 and owner[parent] and not forwarders[nodes[parent][1]]:
+            owner[i] = owner[parent]
+        name = owner[i]
+        if name and self_w:
+            weight += self_w
+            by_panel[name] = by_panel.get(name, 0.0) + self_w
+    samples = float(record.get("samples") or 0) or float(nodes[0][2] if nodes else 0)
+    return {
+        "weight": _w(weight),
+        "pct": 100.0 * weight / samples if samples else 0.0,
+        "panels": [
+            {"panel": name, "pct": 100.0 * w / samples if samples else 0.0}
+            for name, w in sorted(by_panel.items(), key=lambda kv: -kv[1])
+        ],
+    }
+
+
+#: Hooks of ours that pass the user's work on (a query, other post_init receivers): what
+#: they call is the user's cost, not ours.
+_FORWARDERS = frozenset({"_dispatch", "_send", "_send_through"})
+
+_HOOK_OWNERS = (
+    ("instances", "Model instances"),
+    ("line_memory", "Line memory"),
+    ("explain", "Explain"),
+    ("sampler", "Sampling profiler"),
+)
+
+
+def _hook_owner(relative: str) -> str:
+    """The panel a file of this package belongs to, by its module name."""
+    for part, title in _HOOK_OWNERS:
+        if part in relative:
+            return title
+    return "debug-toolbar-perf"
+
+
 def top_project_function(record: dict[str, Any]) -> dict[str, Any] | None:
     """The project function with the most self samples (the view itself if nothing else)."""
     for row in hot_functions(record, "self", limit=HOT_LIMIT * 2):
@@ -258,6 +327,8 @@ def top_project_function(record: dict[str, Any]) -> dict[str, Any] | None:
 def headline(record: dict[str, Any]) -> str:
     """One line for the toolbar's sidebar."""
     samples = record.get("samples") or 0
+    if record.get("not_sampled"):
+        return "not sampled"
     if not samples:
         return "no samples"
     top = top_project_function(record)
@@ -276,11 +347,16 @@ def _count(value: float) -> str:
 def thinness(record: dict[str, Any], min_samples: int) -> dict[str, Any] | None:
     """None if the profile has enough samples; else what is wrong and how to get more."""
     samples = float(record.get("samples") or 0)
-    if samples >= min_samples:
+    if samples >= min_samples or record.get("not_sampled"):
         return None
     interval = float(record.get("interval_ms") or 1.0)
     rate = float(record.get("rate_hz") or 0.0)
     tips = []
+    if record.get("engine") == "thread" and not record.get("switch_ms"):
+        tips.append(
+            "set SAMPLING.SWITCH_INTERVAL_MS (None now: the thread sampler gets the GIL from "
+            "running code only every 5 ms)"
+        )
     if interval > 0.25:
         tips.append(f"lower SAMPLING.INTERVAL_MS (now {interval:g} ms)")
     if record.get("mode") == "cpu":
@@ -288,7 +364,12 @@ def thinness(record: dict[str, Any], min_samples: int) -> dict[str, Any] | None:
     if record.get("outside"):
         tips.append("set SCOPE to 'middleware' to include time outside the view")
     tips.append("repeat the work in the view (e.g. a larger input) so it runs longer")
-    if samples == 0:
+    if samples == 0 and record.get("away"):
+        message = (
+            f"No samples of this request's view: at each of the {record['away']:,.0f} ticks "
+            "it was not running (awaiting, or other requests' code ran)."
+        )
+    elif samples == 0:
         message = (
             "No samples were taken in scope: the view finished before the first tick "
             f"(every {interval:g} ms)."
@@ -299,6 +380,20 @@ def thinness(record: dict[str, Any], min_samples: int) -> dict[str, Any] | None:
             f"{100.0 / max(samples, 1) * 3:.0f}% are noise."
         )
     return {"message": message, "tips": tips, "zero": samples == 0, "rate_hz": rate}
+
+
+def request_overhead_ms(overhead: dict[str, float]) -> float:
+    """What the profiler cost the request itself, from the record's ``overhead_ms``.
+
+    "stop" already contains vmprof's "disable"; "sampler_cpu" is the sampler thread's
+    CPU, mostly spent waiting for the GIL on another core: its cost to the request is
+    "sampler_hold" (the GIL held while reading stacks).
+    """
+    return sum(
+        float(v)
+        for k, v in overhead.items()
+        if k != "sampler_cpu" and not (k == "disable" and "stop" in overhead)
+    )
 
 
 def iter_paths(record: dict[str, Any]) -> Iterable[tuple[list[int], float]]:
@@ -336,13 +431,19 @@ def make_record(
     is_project: Callable[[str], bool],
     vmprof_missing: bool = False,
     busy: bool = False,
+    followed: bool = False,
 ) -> dict[str, Any]:
-    """The JSON-native record of one request's profile (a :class:`RawProfile` in)."""
+    """The JSON-native record of one request's profile (a :class:`RawProfile` in).
+
+    ``followed``: the engine followed this request's view call across threads (ASGI,
+    async views) and already cut every stack at it; ``away`` counts ticks when that
+    call ran nowhere (awaiting, other requests' code).
+    """
     import time
 
     t0 = time.perf_counter()
     notes = list(raw.notes)
-    if scope == "view" and not view_code:
+    if scope == "view" and not view_code and not raw.not_sampled:
         notes.append(
             "The view could not be resolved, so the profile covers the middleware "
             "chain below the toolbar."
@@ -355,7 +456,8 @@ def make_record(
     )
     tree = build_tree(kept, max_nodes=max_nodes, is_project=is_project)
     samples = sum(kept.values())
-    all_samples = samples + outside
+    away = float(getattr(raw, "away_samples", 0.0) or 0.0)
+    all_samples = samples + outside + away
     duration_ms = raw.duration_s * 1000.0
     overhead = {k: round(v, 3) for k, v in raw.overhead_ms.items()}
     overhead["record"] = round((time.perf_counter() - t0) * 1000.0, 3)
@@ -370,6 +472,11 @@ def make_record(
         "samples": _w(samples),
         "outside": _w(outside),
         "foreign": _w(raw.foreign_samples),
+        "away": _w(away),
+        "followed": followed,
+        "switch_ms": getattr(raw, "switch_ms", None),
+        "threads": int(getattr(raw, "threads", 0) or 0),
+        "not_sampled": getattr(raw, "not_sampled", None),
         "rate_hz": round(all_samples / raw.duration_s, 1) if raw.duration_s > 0 else 0.0,
         "overhead_ms": overhead,
         "notes": notes,

@@ -8,8 +8,10 @@ Why two engines: vmprof 0.6.0 segfaults on CPython 3.11 and 3.12 (a sample that
 lands while C code calls into Python reads an uninitialised frame pointer; see
 the field notes), so it is used only where :data:`VMPROF_SAFETY` says the
 installed release is safe on the running interpreter. The thread sampler reads
-``sys._current_frames()`` from a daemon thread while holding the GIL, which is
-crash-free on every version.
+``sys._current_frames()`` from a daemon thread while holding the GIL. Walking
+*other* threads' stacks that way can crash CPython 3.11 (see
+:func:`follow_refusal`), so on 3.11 a view running outside the request thread
+(ASGI, async views) is not sampled.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import ctypes
 import functools
 import gc
+import inspect
 import os
 import re
 import sys
@@ -76,8 +79,13 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+@functools.cache
 def installed_vmprof_version() -> str | None:
-    """The installed vmprof release, or None when vmprof is not importable."""
+    """The installed vmprof release, or None when vmprof is not importable.
+
+    Cached: ``importlib.metadata`` scans every distribution on ``sys.path``
+    (0.3-0.4 ms), which was the largest fixed cost of a profiled request.
+    """
     try:
         return metadata.version("vmprof")
     except metadata.PackageNotFoundError:
@@ -153,44 +161,67 @@ class RawProfile:
     overhead_ms: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     raw_file: str | None = None
+    away_samples: float = 0.0  # ASGI: ticks while this request's view ran nowhere
+    threads: int = 0  # ASGI: threads the view was seen running in
+    switch_ms: float | None = None  # thread sampler: the GIL switch interval it set, if any
+    not_sampled: str | None = None  # why nothing was sampled at all
 
     @property
     def samples(self) -> float:
         return sum(self.stacks.values())
 
 
-_KEYS: dict[CodeType, FrameKey] = {}
+#: id(code) -> (code, key). By identity: hashing a code object hashes its constants (~1 us);
+#: the code is held so the id cannot be reused while the entry exists.
+_KEYS: dict[int, tuple[CodeType, FrameKey]] = {}
 
 
 def code_key(code: CodeType) -> FrameKey:
-    key = _KEYS.get(code)
-    if key is None:
-        name = getattr(code, "co_qualname", code.co_name)
-        key = (name, code.co_filename, code.co_firstlineno)
-        if len(_KEYS) < 100_000:
-            _KEYS[code] = key
+    entry = _KEYS.get(id(code))
+    if entry is not None and entry[0] is code:
+        return entry[1]
+    name = getattr(code, "co_qualname", code.co_name)
+    key = (name, code.co_filename, code.co_firstlineno)
+    if len(_KEYS) < 100_000:
+        _KEYS[id(code)] = (code, key)
     return key
 
 
 # --- the thread sampler ------------------------------------------------------------------
+
+#: Code flags of frames that can be suspended and resumed by another caller.
+_SUSPENDABLE = (
+    inspect.CO_GENERATOR
+    | inspect.CO_COROUTINE
+    | inspect.CO_ITERABLE_COROUTINE
+    | inspect.CO_ASYNC_GENERATOR
+)
+
+#: Name of the sampler thread (probes and tests look for it).
+SAMPLER_THREAD_NAME = "debug-toolbar-perf-sampler"
 
 _switch_lock = threading.Lock()
 _switch_users = 0
 _switch_saved: float | None = None
 
 
-def _acquire_switch_interval(interval_s: float) -> None:
-    """Shorten the GIL switch interval while any sampler runs, so it gets the GIL on time.
+def _acquire_switch_interval(switch_s: float) -> None:
+    """Lower the GIL switch interval to ``switch_s`` while this sampler runs.
 
-    With the default 5 ms the sampler thread waits for the request thread to drop
-    the GIL and reaches ~160 samples/s; at ``interval/2`` it reaches ~500/s.
+    Running Python code hands the GIL to the waiting sampler thread only at the
+    switch interval or when it blocks (I/O, a database call). With Python's 5 ms,
+    a tick that falls in running code usually waits for the next blocking call, so
+    samples pile up on I/O (measured: 98% of samples in sleeps taking 44% of the
+    time; 43% at 0.5 ms), and the rate is capped near 160/s. A lower switch
+    interval applies to every thread of the process, so it is restored as soon as
+    the last sampler that asked for it stops (``SAMPLING.SWITCH_INTERVAL_MS``).
     """
     global _switch_users, _switch_saved
     with _switch_lock:
         if _switch_users == 0:
             _switch_saved = sys.getswitchinterval()
         _switch_users += 1
-        wanted = max(interval_s / 2, 0.0002)
+        wanted = max(switch_s, 0.0001)
         if wanted < sys.getswitchinterval():
             sys.setswitchinterval(wanted)
 
@@ -206,106 +237,467 @@ def _release_switch_interval() -> None:
             _switch_saved = None
 
 
-class ThreadSampler:
-    """Samples one thread's stack from a daemon thread via ``sys._current_frames()``.
+def _refers_to(value: Any, request: Any) -> bool:
+    """``value`` is ``request``, wraps it (DRF's ``Request._request``) or holds it as
+    ``.request`` (a class-based view's ``self``).
 
-    Wall mode counts every tick. CPU mode counts a tick only when the target
-    thread's CPU clock (``pthread_getcpuclockid``) advanced since the previous
-    tick, i.e. it ran during the interval; waits in I/O are left out.
+    Instance dicts are read with ``object.__getattribute__``, so no ``__getattr__``
+    and no lazy object (``request.user``...) runs in the sampler thread.
+    """
+    if value is request:
+        return True
+    for _ in range(2):  # value, then value.request
+        try:
+            attrs = object.__getattribute__(value, "__dict__")
+        except Exception:
+            return False
+        if type(attrs) is not dict:
+            return False
+        if attrs.get("_request") is request:
+            return True
+        value = attrs.get("request")
+        if value is None:
+            return False
+        if value is request:
+            return True
+    return False
+
+
+def frame_serves(frame: FrameType, request: Any) -> bool:
+    """Whether ``frame`` was called for ``request``: an argument is the request, wraps it
+    (DRF) or holds it (``self.request``). Reads ``f_locals`` once; callers cache the verdict."""
+    code = frame.f_code
+    count = code.co_argcount + code.co_kwonlyargcount
+    names = list(code.co_varnames[:count])
+    varargs = code.co_varnames[count] if code.co_flags & inspect.CO_VARARGS else None
+    try:
+        local = frame.f_locals
+        values = [local.get(name) for name in names]
+        if varargs is not None:
+            extra = local.get(varargs)
+            if type(extra) is tuple and extra:
+                values.append(extra[0])
+    except Exception:
+        return False
+    return any(v is not None and _refers_to(v, request) for v in values)
+
+
+class ViewInvocation:
+    """Recognises *this request's* call of the view among every thread's frames.
+
+    Under ASGI the view does not run in the thread that started the panel: a sync
+    view runs in an asgiref executor thread, an async view on the event loop,
+    interleaved with other requests' coroutines. A stack belongs to this request
+    only if it passes through a frame running the view's code whose arguments
+    hold this request. The verdict is cached per frame object, so ``f_locals`` is
+    read once per invocation; frames are held (frames cannot be weakly referenced
+    and an address may be reused) until the session stops, at most
+    :attr:`MAX_VERDICTS` of them.
+    """
+
+    MAX_VERDICTS = 64
+
+    def __init__(self, request: Any, codes: tuple[CodeType, ...]) -> None:
+        self.request = request
+        self.codes = codes  # keeps the ids below valid
+        self.code_ids = frozenset(id(c) for c in codes)
+        self._verdicts: dict[FrameType, bool] = {}
+
+    def is_mine(self, frame: FrameType) -> bool:
+        verdict = self._verdicts.get(frame)
+        if verdict is None:
+            verdict = frame_serves(frame, self.request)
+            if len(self._verdicts) < self.MAX_VERDICTS:
+                self._verdicts[frame] = verdict
+        return verdict
+
+    def release(self) -> None:
+        """Drop every frame and the request (the session is over)."""
+        self._verdicts = {}
+        self.request = None
+
+
+class _Hub:
+    """The process's one sampler thread: every tick it reads ``sys._current_frames()``
+    once and hands it to each active :class:`ThreadSampler`.
+
+    Starting a thread per request and joining it afterwards cost 0.3-0.5 ms per
+    request on a quiet 2-core machine and several ms on a loaded one (both wait
+    for the scheduler), the largest fixed cost on a short page. So the thread is
+    started by the first session and then *parks* between profiled requests:
+    blocked on a lock, no wake-ups, no GIL requests; after :data:`LINGER_S`
+    without a session it exits. ``start()`` only wakes it; ``stop()`` only removes
+    the session (under ``_mutex``, which a tick holds: once :meth:`remove`
+    returns, the session is never sampled again). Concurrent requests share its
+    wake-ups. It sleeps in a plain lock's timed ``acquire`` (one C call; a
+    ``Condition.wait`` allocates a lock and runs Python code on every tick).
+    """
+
+    #: Seconds a parked sampler thread waits for another profiled request before exiting.
+    LINGER_S = 30.0
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._mutex = threading.Lock()
+        self._sessions: tuple[ThreadSampler, ...] = ()
+        self._interval = 0.001
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Lock()
+        self._wake.acquire()
+        self._clock: int | None = None
+        self._generation = 0
+        self.started_threads = 0
+
+    @property
+    def sessions(self) -> list[ThreadSampler]:
+        """The sessions being sampled now (empty while the thread is parked or gone)."""
+        return list(self._sessions)
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def cpu_s(self) -> float:
+        """CPU time used so far by the sampler thread (0 if unknown)."""
+        clock = self._clock
+        if clock is None:
+            return 0.0
+        try:
+            return time.clock_gettime(clock)
+        except OSError:
+            return 0.0
+
+    def add(self, sampler: ThreadSampler) -> None:
+        with self._mutex:
+            was_idle = not self._sessions
+            self._sessions = (*self._sessions, sampler)
+            self._interval = min(s.interval_s for s in self._sessions)
+            if self._thread is not None and not self._thread.is_alive():
+                self._thread = None  # died (it never should): start another
+            if self._thread is not None:
+                if was_idle:  # wake the parked thread now rather than at its linger timeout
+                    with contextlib.suppress(RuntimeError):  # already released, not yet taken
+                        self._wake.release()
+                return
+            self._generation += 1
+            thread = threading.Thread(
+                target=self._run,
+                args=(self._generation,),
+                name=SAMPLER_THREAD_NAME,
+                daemon=True,
+            )
+            try:
+                thread.start()
+            except BaseException:
+                self._sessions = tuple(s for s in self._sessions if s is not sampler)
+                raise
+            self._thread = thread
+            self.started_threads += 1
+            self._clock = None
+            if hasattr(time, "pthread_getcpuclockid") and thread.ident is not None:
+                with contextlib.suppress(OSError):
+                    self._clock = time.pthread_getcpuclockid(thread.ident)
+
+    def remove(self, sampler: ThreadSampler) -> None:
+        """After this returns, ``sampler`` is never sampled again. Never waits for the thread."""
+        with self._mutex:
+            self._sessions = tuple(s for s in self._sessions if s is not sampler)
+            if self._sessions:
+                self._interval = min(s.interval_s for s in self._sessions)
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Make a parked thread exit now (tests; a thread with sessions keeps running)."""
+        with self._mutex:
+            thread = self._thread
+            if thread is None or self._sessions:
+                return
+            self._thread = self._clock = None
+            self._generation += 1
+            with contextlib.suppress(RuntimeError):
+                self._wake.release()
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _run(self, generation: int) -> None:
+        me = threading.get_ident()
+        mutex = self._mutex
+        wake = self._wake
+        current_frames = sys._current_frames
+        perf_counter = time.perf_counter
+        while True:
+            if self._sessions:
+                wake.acquire(True, self._interval)  # True when add() woke it early
+            else:
+                # Parked. Woken by add(), it samples at once: getting the GIL back
+                # already cost the request one switch, so that tick is not wasted.
+                woken = wake.acquire(True, self.LINGER_S)
+                if not woken:
+                    with mutex:
+                        if self._generation == generation and not self._sessions:
+                            self._thread = self._clock = None  # parked for LINGER_S: exit
+                            self._generation += 1
+                            return
+            with mutex:
+                if self._generation != generation:
+                    return
+                sessions = self._sessions
+                if not sessions:
+                    continue
+                t0 = perf_counter()
+                try:
+                    frames = current_frames()
+                except Exception as exc:  # never raise in a daemon thread: report it instead
+                    for s in sessions:
+                        s.fail(exc)
+                    continue
+                for s in sessions:
+                    if not s.done:
+                        try:
+                            s.sample(frames, me)
+                        except Exception as exc:
+                            s.fail(exc)
+                del frames  # never keep any thread's frames (and their locals) alive
+                held = perf_counter() - t0  # with the GIL: time every Python thread lost
+                for s in sessions:
+                    s.hold_s += held
+                    s.ticks += 1
+
+
+HUB = _Hub()
+os.register_at_fork(after_in_child=HUB._reset)
+
+
+class ThreadSampler:
+    """Samples one request's stacks from the shared sampler thread (:class:`_Hub`).
+
+    WSGI: the request thread's stack, read every ``interval`` via
+    ``sys._current_frames()``. ASGI (``follow`` given): every thread's stack, kept
+    only when it passes through this request's view call (:class:`ViewInvocation`)
+    and cut there; ticks when the view runs nowhere are counted as *away*.
+
+    Wall mode counts every tick. CPU mode counts a tick only when the sampled
+    thread's CPU clock (``pthread_getcpuclockid``) advanced since its previous
+    reading, i.e. it ran during the interval; waits in I/O are left out.
+
+    Stacks are interned in a trie of code objects (node = (parent node, code)), and
+    the request thread's stack is walked only down to the first frame that was
+    already on it at the previous tick: a running function's callers never change,
+    so the rest is the previous stack. The previous tick's frames are held until
+    the next tick for that identity check. A stack of 50-60 frames whose innermost
+    frames changed costs 2-3 us instead of ~20 us (walking every frame and hashing
+    a tuple of code objects), and the sampler holds the GIL that much less.
+    Generator and coroutine frames are never taken as the shared point: one can be
+    resumed by another caller between ticks.
     """
 
     engine = "thread"
 
-    def __init__(self, thread_ident: int, interval_ms: float, mode: str) -> None:
+    def __init__(
+        self,
+        thread_ident: int,
+        interval_ms: float,
+        mode: str,
+        follow: ViewInvocation | None = None,
+        switch_ms: float | None = None,
+    ) -> None:
         self.ident = thread_ident
         self.interval_s = interval_ms / 1000.0
+        self.switch_s = switch_ms / 1000.0 if switch_ms else None
         self.mode = mode
-        self._stop = threading.Event()
-        self._counts: dict[tuple[tuple[CodeType, ...], int], int] = {}
-        self._thread: threading.Thread | None = None
-        self._sampler_cpu_s = 0.0
+        self.follow = follow
+        self._counts: dict[tuple[int, int], int] = {}  # (leaf node, line) -> samples
+        self._child: dict[tuple[int, int], int] = {}  # (parent node, id(code)) -> node
+        self._node_code: list[CodeType] = []  # holds the codes, so their ids stay valid
+        self._node_parent: list[int] = []
+        self._prev: list[FrameType] = []  # root-first frames of the previous sample
+        self._prev_nodes: list[int] = []
+        self._prev_pos: dict[FrameType, int] = {}
+        self._clocks: dict[int, list[Any]] = {}  # thread ident -> [clock id, last CPU time]
+        self._threads_seen: set[int] = set()
+        #: ASGI: thread -> its innermost frame at the last tick the view was not on it.
+        #: Held (frames cannot be weakly referenced) until stop, one frame per thread.
+        self._elsewhere: dict[int, FrameType] = {}
+        self.sampler_cpu_s = 0.0
+        self.hold_s = 0.0  # time the sampler thread held the GIL reading stacks
+        self.ticks = 0
+        self._hub_cpu0 = 0.0
         self._idle_ticks = 0
+        self._away_ticks = 0
         self._error: str | None = None
+        self.done = False
         self.started = 0.0
         self.stopped = 0.0
-        self._cpu_clock: int | None = None
         if mode == "cpu":
             if not hasattr(time, "pthread_getcpuclockid"):
                 raise RuntimeError("CPU mode needs time.pthread_getcpuclockid (Unix only)")
-            self._cpu_clock = time.pthread_getcpuclockid(thread_ident)
+            if follow is None:
+                clock = time.pthread_getcpuclockid(thread_ident)
+                self._clocks[thread_ident] = [clock, time.clock_gettime(clock)]
 
     def start(self) -> None:
-        _acquire_switch_interval(self.interval_s)
+        if self.switch_s is not None:
+            _acquire_switch_interval(self.switch_s)
         self.started = time.perf_counter()
-        self._thread = threading.Thread(
-            target=self._run, name="debug-toolbar-perf-sampler", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self) -> None:
-        cpu0 = time.thread_time()
         try:
-            self._loop()
-        except Exception as exc:  # never raise in a daemon thread; report it instead
-            self._error = f"{type(exc).__name__}: {exc}"
-        finally:
-            self._sampler_cpu_s = time.thread_time() - cpu0
+            HUB.add(self)
+        except BaseException:
+            if self.switch_s is not None:
+                _release_switch_interval()
+            raise
+        self._hub_cpu0 = HUB.cpu_s()
 
-    def _loop(self) -> None:
-        ident = self.ident
+    def fail(self, exc: BaseException) -> None:
+        self._error = f"{type(exc).__name__}: {exc}"
+        self.done = True
+
+    def sample(self, frames: dict[int, FrameType], hub_ident: int) -> None:
+        """One tick (in the sampler thread, under the hub's lock)."""
+        if self.follow is None:
+            self._sample_thread(frames)
+        else:
+            self._sample_request(frames, hub_ident)
+
+    def _ran(self, ident: int) -> bool:
+        """CPU mode: did thread ``ident`` use CPU since its previous reading?"""
+        entry = self._clocks.get(ident)
+        if entry is None:  # first sighting (ASGI): no earlier reading to compare with
+            clock = time.pthread_getcpuclockid(ident)
+            self._clocks[ident] = [clock, time.clock_gettime(clock)]
+            return True
+        cpu = time.clock_gettime(entry[0])
+        ran = cpu > entry[1]
+        entry[1] = cpu
+        return ran
+
+    def _node(self, parent: int, code: CodeType) -> int:
+        key = (parent, id(code))
+        node = self._child.get(key)
+        if node is None:
+            node = self._child[key] = len(self._node_code)
+            self._node_code.append(code)
+            self._node_parent.append(parent)
+        return node
+
+    def _count(self, node: int, line: int) -> None:
+        key = (node, line)
         counts = self._counts
-        current_frames = sys._current_frames
-        wait = self._stop.wait
-        interval = self.interval_s
-        clock = self._cpu_clock
-        last_cpu = time.clock_gettime(clock) if clock is not None else 0.0
-        while not wait(interval):
-            if clock is not None:
-                try:
-                    cpu = time.clock_gettime(clock)
-                except OSError:  # the thread is gone
-                    return
-                ran = cpu > last_cpu
-                last_cpu = cpu
-                if not ran:
-                    self._idle_ticks += 1
-                    continue
-            frame: FrameType | None = current_frames().get(ident)
-            if frame is None:
+        counts[key] = counts.get(key, 0) + 1
+
+    def _sample_thread(self, frames: dict[int, FrameType]) -> None:
+        frame = frames.get(self.ident)
+        if frame is None:  # the request thread is gone
+            self.done = True
+            return
+        if self.mode == "cpu":
+            try:
+                ran = self._ran(self.ident)
+            except OSError:  # the thread is gone
+                self.done = True
                 return
+            if not ran:
+                self._idle_ticks += 1
+                return
+        pos = self._prev_pos
+        new = []
+        f: FrameType | None = frame
+        shared = -1
+        while f is not None:
+            i = pos.get(f)
+            if i is not None and not f.f_code.co_flags & _SUSPENDABLE:
+                shared = i  # f and its callers are the previous sample's
+                break
+            new.append(f)
+            f = f.f_back
+        prev = self._prev
+        for gone in prev[shared + 1 :]:
+            del pos[gone]
+        stack = prev[: shared + 1]
+        nodes = self._prev_nodes[: shared + 1]
+        parent = nodes[-1] if nodes else -1
+        node_of = self._node
+        for fr in reversed(new):
+            parent = node_of(parent, fr.f_code)
+            pos[fr] = len(stack)
+            stack.append(fr)
+            nodes.append(parent)
+        self._prev, self._prev_nodes = stack, nodes
+        self._count(parent, frame.f_lineno or 0)
+
+    def _sample_request(self, frames: dict[int, FrameType], hub_ident: int) -> None:
+        follow = self.follow
+        assert follow is not None
+        wanted = follow.code_ids
+        elsewhere = self._elsewhere
+        for ident, frame in frames.items():
+            if ident == hub_ident or elsewhere.get(ident) is frame:
+                continue  # same innermost frame as at a tick where the view was not there
             codes = []
-            line = frame.f_lineno or 0
             f: FrameType | None = frame
             while f is not None:
-                codes.append(f.f_code)
+                code = f.f_code
+                codes.append(code)
+                if id(code) in wanted and follow.is_mine(f):
+                    break
                 f = f.f_back
-            del frame, f  # never keep the request's frames (and their locals) alive
-            key = (tuple(codes), line)
-            counts[key] = counts.get(key, 0) + 1
+            else:
+                # A frame's callers never change while it runs: while this thread's
+                # innermost frame stays this one (an idle executor thread, the event
+                # loop waiting in select()), its stack cannot hold the view.
+                elsewhere[ident] = frame
+                continue
+            # This request's view is on this thread's stack: one place at a time.
+            if self.mode == "cpu":
+                try:
+                    ran = self._ran(ident)
+                except OSError:
+                    ran = False
+                if not ran:
+                    self._idle_ticks += 1
+                    return
+            self._threads_seen.add(ident)
+            node = -1
+            for code in reversed(codes):  # root-first from the view call
+                node = self._node(node, code)
+            self._count(node, frame.f_lineno or 0)
+            return
+        self._away_ticks += 1
 
     def stop(self) -> None:
         if self.stopped:
             return
         self.stopped = time.perf_counter()
-        self._stop.set()
+        cpu = HUB.cpu_s()
+        if cpu:  # shared with concurrent sessions: the sampler thread's CPU meanwhile
+            self.sampler_cpu_s = max(cpu - self._hub_cpu0, 0.0)
         try:
-            if self._thread is not None:
-                self._thread.join(timeout=2.0)
+            HUB.remove(self)
         finally:
-            _release_switch_interval()
+            if self.switch_s is not None:
+                _release_switch_interval()
+            self._elsewhere = {}
+            self._prev, self._prev_nodes, self._prev_pos = [], [], {}
+            if self.follow is not None:
+                self.follow.release()
 
     def result(self) -> RawProfile:
         t0 = time.perf_counter()
         raw = RawProfile("thread", self.mode, self.interval_s * 1000.0)
+        raw.switch_ms = self.switch_s * 1000.0 if self.switch_s is not None else None
         raw.duration_s = max((self.stopped or time.perf_counter()) - self.started, 0.0)
+        paths: list[tuple[FrameKey, ...]] = []  # node -> root-first frame keys
+        parents = self._node_parent
+        for node, code in enumerate(self._node_code):  # a parent is numbered before its child
+            parent = parents[node]
+            paths.append((*paths[parent], code_key(code)) if parent >= 0 else (code_key(code),))
         stacks = raw.stacks
-        for (codes, line), n in self._counts.items():
-            key = (tuple(code_key(c) for c in reversed(codes)), line)
+        for (node, line), n in self._counts.items():
+            key = (paths[node], line)
             stacks[key] = stacks.get(key, 0) + n
-        if self._thread is not None and self._thread.is_alive():
-            raw.notes.append(
-                "The sampler thread did not stop within 2 s; its last samples are missing."
-            )
+        if self.follow is not None:
+            raw.away_samples = float(self._away_ticks)
+            raw.threads = len(self._threads_seen)
         if self._error:
             raw.notes.append(f"The sampler thread stopped early: {self._error}")
         if self.mode == "cpu":
@@ -313,7 +705,8 @@ class ThreadSampler:
                 f"CPU mode: {self._idle_ticks} ticks skipped while the thread was not on the CPU."
             )
         raw.overhead_ms = {
-            "sampler_cpu": self._sampler_cpu_s * 1000.0,
+            "sampler_cpu": self.sampler_cpu_s * 1000.0,
+            "sampler_hold": self.hold_s * 1000.0,
             "aggregate": (time.perf_counter() - t0) * 1000.0,
         }
         return raw
@@ -699,6 +1092,58 @@ def vmprof_importable() -> Any:
 
 # --- one request's session ---------------------------------------------------------------
 
+#: Why a request's view call is followed across threads, by where the view runs.
+FOLLOW_REASONS = {
+    "asgi": (
+        "under ASGI a sync view runs in an asgiref executor thread and an async view on the "
+        "event loop among other requests' coroutines; vmprof samples threads, not requests, "
+        "so the thread sampler ran, keeping only the stacks that pass through this request's "
+        "view call"
+    ),
+    "async-view": (
+        "this async view runs in the event-loop thread asgiref starts for it (async_to_sync), "
+        "not in the request thread that vmprof would sample, so the thread sampler ran, "
+        "keeping only the stacks that pass through this request's view call"
+    ),
+}
+FOLLOW_UNRESOLVED = (
+    "The view runs outside the request thread (ASGI, or an async view), so the profile "
+    "follows this request's view call, and the view could not be resolved for this URL."
+)
+FOLLOW_MIDDLEWARE_NOTE = (
+    "SCOPE is 'middleware', but the view runs outside the thread of the middleware chain "
+    "(ASGI: partly on the event loop, partly in executor threads, interleaved with other "
+    "requests); the profile is rooted at the view instead."
+)
+FOLLOW_NOTE = (
+    "The profile holds only this request's view call, in whichever thread it ran. Ticks "
+    "while it was not running (awaiting I/O, other requests' code on the event loop, "
+    "middleware) are counted as 'away' and not shown."
+)
+
+
+FOLLOW_REFUSAL_311 = (
+    "The view runs outside the request thread (ASGI, or an async view), so "
+    "the profile must walk other threads' stacks, and on Python 3.11 that can crash the "
+    "interpreter (a CPython 3.11 frame bug that also crashed Sentry's and Datadog's "
+    "samplers; measured here: uvicorn died in 2 of 4 test runs). Profile this page on "
+    "Python 3.12+, or under a WSGI server (runserver, gunicorn sync/gthread) with a sync view."
+)
+
+
+def follow_refusal(version: tuple[int, int] | None = None) -> str | None:
+    """Why following a view call across threads is refused on this interpreter, or None.
+
+    On 3.11, ``frame.f_back`` on a frame of another thread taken from
+    ``sys._current_frames()`` can read a half-built or freed interpreter frame
+    (``PyFrame_GetBack`` -> ``_PyFrame_IsIncomplete``) and segfault: seen here under
+    uvicorn with executor threads starting and ending. 3.10, 3.12 and 3.13 ran clean.
+    The request thread's own stack (WSGI, sync view) is not refused: that thread cannot
+    start or end while its request is sampled, and no crash was seen on that path.
+    """
+    version = sys.version_info[:2] if version is None else version
+    return FOLLOW_REFUSAL_311 if version == (3, 11) else None
+
 
 @dataclass
 class SamplingSession:
@@ -714,6 +1159,10 @@ class SamplingSession:
     stop_ms: float = 0.0
     stopped: bool = False
     busy: bool = False
+    mode: str = "wall"
+    interval_ms: float = 1.0
+    not_sampled: str | None = None
+    followed: bool = False  # stacks are cut at this request's view call by the engine
 
     def stop(self) -> None:
         if self.stopped or self.sampler is None:
@@ -727,7 +1176,11 @@ class SamplingSession:
 
     def result(self) -> RawProfile | None:
         if self.sampler is None:
-            return None
+            if self.not_sampled is None:
+                return None
+            raw = RawProfile("none", self.mode, self.interval_ms, not_sampled=self.not_sampled)
+            raw.notes[:0] = [n for n in self.notes if n != self.not_sampled]
+            return raw
         self.stop()
         raw = self.sampler.result()
         raw.notes[:0] = self.notes
@@ -743,19 +1196,59 @@ def start_session(
     name: str,
     anchor_frame: FrameType | None = None,
     vmprof_names: str = "registry",
+    follow: ViewInvocation | None = None,
+    follow_why: str | None = None,
+    switch_ms: float | None = None,
 ) -> SamplingSession:
-    """Start sampling the calling thread with the engine ``engine`` ('auto', 'vmprof', 'thread').
+    """Start sampling this request with the engine ``engine`` ('auto', 'vmprof', 'thread').
 
-    vmprof is process-global: if another request holds it, this one falls back to
-    the thread sampler (its own thread only), so nothing waits and nothing mixes.
+    The view runs in the calling thread (WSGI, sync view): vmprof is process-global;
+    if another request holds it, this one falls back to the thread sampler (its
+    own thread only), so nothing waits and nothing mixes.
+
+    The view runs elsewhere (``follow_why``, a key of :data:`FOLLOW_REASONS`: ASGI,
+    or an async view under WSGI): only the thread sampler with ``follow`` (this
+    request's :class:`ViewInvocation`) keeps the request's own stacks; without
+    ``follow`` (view not resolved) nothing is sampled, and the session says why.
     """
     t0 = time.perf_counter()
     refusal = gevent_refusal()
     if refusal is not None:  # neither sampler can see this request's greenlet
-        return SamplingSession(EngineChoice("none", refusal), None, notes=[refusal])
-    choice = choose_engine(engine)
-    session = SamplingSession(choice, None)
-    if anchor_frame is not None:
+        return SamplingSession(
+            EngineChoice("none", refusal), None, notes=[refusal], mode=mode, interval_ms=interval_ms
+        )
+    if follow_why is not None:
+        refusal = follow_refusal()
+        if refusal is not None:  # walking other threads' stacks can crash this interpreter
+            return SamplingSession(
+                EngineChoice("none", refusal),
+                None,
+                mode=mode,
+                interval_ms=interval_ms,
+                not_sampled=refusal,
+                followed=True,
+            )
+        if follow is None:
+            return SamplingSession(
+                EngineChoice("none", FOLLOW_UNRESOLVED),
+                None,
+                mode=mode,
+                interval_ms=interval_ms,
+                not_sampled=FOLLOW_UNRESOLVED,
+                followed=True,
+            )
+        why = FOLLOW_REASONS[follow_why]
+        reason = why[0].upper() + why[1:]
+        if engine == "thread":
+            reason = f"ENGINE is 'thread' in settings; {why}"
+        choice = EngineChoice("thread", reason)
+    else:
+        choice = choose_engine(engine)
+        follow = None
+    session = SamplingSession(
+        choice, None, mode=mode, interval_ms=interval_ms, followed=follow is not None
+    )
+    if anchor_frame is not None and follow is None:
         code = anchor_frame.f_code
         session.anchor = (code.co_filename, code.co_firstlineno)
         depth = -1
@@ -781,9 +1274,11 @@ def start_session(
                 "the thread sampler ran instead",
             )
     if session.sampler is None:
-        thread = ThreadSampler(threading.get_ident(), interval_ms, mode)
+        thread = ThreadSampler(threading.get_ident(), interval_ms, mode, follow, switch_ms)
         thread.start()
         session.sampler = thread
+    if follow is not None:
+        session.notes.append(FOLLOW_NOTE)
     session.started = time.perf_counter()
     session.start_ms = (session.started - t0) * 1000.0
     return session

@@ -7,6 +7,7 @@ the exports in ``render/speedscope.py`` and ``render/collapsed.py``.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import time
@@ -22,6 +23,11 @@ from ..render import collapsed, speedscope
 from ..scope import ViewTarget, is_project_file
 from ..views import safe_filename
 from .base import ExportFile, PerfPanel
+
+
+def is_async_view(target: ViewTarget) -> bool:
+    """An async view: under WSGI Django runs it via async_to_sync in another thread."""
+    return any(code.co_flags & inspect.CO_COROUTINE for code in target.codes)
 
 
 class SamplingProfilerPanel(PerfPanel):
@@ -42,12 +48,30 @@ class SamplingProfilerPanel(PerfPanel):
         return None
 
     def start(self, request: HttpRequest, target: ViewTarget) -> sampler.SamplingSession:
-        cfg = get_config()["SAMPLING"]
+        config = get_config()
+        cfg = config["SAMPLING"]
+        name = str(getattr(self.toolbar, "request_id", "") or f"req{time.time_ns()}")
+        follow_why = "asgi" if self.asgi else ("async-view" if is_async_view(target) else None)
+        if follow_why is not None:
+            # The view runs in another thread (an executor thread, an event loop) and maybe
+            # among other requests: follow this request's view call wherever it runs.
+            follow = sampler.ViewInvocation(request, target.codes) if target.codes else None
+            session = sampler.start_session(
+                cfg["ENGINE"],
+                cfg["MODE"],
+                float(cfg["INTERVAL_MS"]),
+                name,
+                follow=follow,
+                follow_why=follow_why,
+                switch_ms=cfg["SWITCH_INTERVAL_MS"],
+            )
+            if config["SCOPE"] == "middleware" and follow is not None:
+                session.notes.insert(0, sampler.FOLLOW_MIDDLEWARE_NOTE)
+            return session
         frame = sys._getframe(1)
         anchor_code = PerfPanel.process_request.__code__
         while frame is not None and frame.f_code is not anchor_code:
             frame = frame.f_back  # type: ignore[assignment]
-        name = str(getattr(self.toolbar, "request_id", "") or f"req{time.time_ns()}")
         return sampler.start_session(
             cfg["ENGINE"],
             cfg["MODE"],
@@ -55,6 +79,7 @@ class SamplingProfilerPanel(PerfPanel):
             name,
             frame,
             vmprof_names=cfg["VMPROF_NAMES"],
+            switch_ms=cfg["SWITCH_INTERVAL_MS"],
         )
 
     def stop(self, session: sampler.SamplingSession) -> None:
@@ -70,7 +95,8 @@ class SamplingProfilerPanel(PerfPanel):
         record = calltree.make_record(
             raw,
             engine_reason=session.choice.reason,
-            scope=config["SCOPE"],
+            # A followed view call: the engine already cut every stack at it.
+            scope="view" if session.followed else config["SCOPE"],
             view_code=codes,
             view_label=target.label,
             anchor=session.anchor,
@@ -79,6 +105,7 @@ class SamplingProfilerPanel(PerfPanel):
             is_project=is_project_file,
             vmprof_missing=session.choice.vmprof_missing,
             busy=session.busy,
+            followed=session.followed,
         )
         record["method"] = request.method or "GET"
         record["path"] = request.path
@@ -104,10 +131,7 @@ class SamplingProfilerPanel(PerfPanel):
         cfg = get_config()["SAMPLING"]
         overhead = record.get("overhead_ms") or {}
         duration = float(record.get("duration_ms") or 0)
-        # "stop" already contains vmprof's "disable" (shown separately for its own sake).
-        overhead_total = sum(
-            float(v) for k, v in overhead.items() if not (k == "disable" and "stop" in overhead)
-        )
+        overhead_total = calltree.request_overhead_ms(overhead)
         return {
             "r": record,
             "thin": calltree.thinness(record, int(cfg["MIN_SAMPLES"])),
@@ -115,6 +139,7 @@ class SamplingProfilerPanel(PerfPanel):
             "hot_total": calltree.hot_functions(record, "total"),
             "hot_lines": calltree.hot_lines(record),
             "split": calltree.project_split(record),
+            "own_hooks": calltree.own_hooks(record),
             "overhead": sorted(overhead.items()),
             "overhead_total": overhead_total,
             "overhead_pct": 100.0 * overhead_total / duration if duration else 0.0,
@@ -133,6 +158,8 @@ class SamplingProfilerPanel(PerfPanel):
     def export_links(self) -> list[dict[str, str]]:
         links = super().export_links()
         record = (self.get_stats() or {}).get("record") or {}
+        if record.get("not_sampled"):
+            return []
         if not record.get("raw_file"):
             links = [link for link in links if link["format"] != "vmprof"]
         return links

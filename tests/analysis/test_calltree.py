@@ -101,3 +101,41 @@ def test_thin_and_zero_profiles():
     assert zero and zero["zero"]
     assert any("middleware" in tip for tip in zero["tips"])
     assert calltree.headline(zero_record) == "no samples"
+
+
+def test_own_hooks_counts_the_hooks_not_the_work_they_forward():
+    """Samples in this package's hooks (other panels measuring the view) are told apart: a
+    hook's own callees count as the hook's; the query Explain's execute wrapper runs and the
+    receivers the instances hook forwards ``post_init`` to are the user's."""
+    pkg = "/site/debug_toolbar_perf/"
+    record = {
+        "samples": 100,
+        "functions": [
+            ["view", "/app/views.py", 1, True],
+            ["Model.__init__", "/site/django/db/models/base.py", 1, False],
+            ["_send", pkg + "engines/instances.py", 1, False],
+            ["Collector.on_instance", pkg + "engines/instances.py", 9, False],
+            ["walk_stack", "/usr/lib/python3/traceback.py", 1, False],
+            ["_dispatch", pkg + "engines/explain/capture.py", 1, False],
+            ["execute", "/site/django/db/backends/utils.py", 1, False],
+            ["Signal.send", "/site/django/dispatch/dispatcher.py", 1, False],
+        ],
+        "nodes": [
+            [-1, -1, 100, 0],
+            [0, 0, 100, 30],  # view: 30 self
+            [1, 1, 40, 10],  # Model.__init__: 10 self
+            [2, 2, 30, 5],  # _send (ours): 5 self
+            [3, 3, 15, 10],  # on_instance (ours): 10 self
+            [4, 4, 5, 5],  # traceback under on_instance: the hook's cost, 5
+            [3, 7, 10, 10],  # post_init receivers _send forwards to: the user's, 10
+            [1, 5, 30, 4],  # Explain's wrapper: 4 self
+            [7, 6, 26, 26],  # the query it runs: the user's
+        ],
+    }
+    hooks = calltree.own_hooks(record, package_dir=pkg)
+    assert hooks["weight"] == 24 and hooks["pct"] == 24.0
+    assert hooks["panels"] == [
+        {"panel": "Model instances", "pct": 20.0},
+        {"panel": "Explain", "pct": 4.0},
+    ]
+    assert calltree.own_hooks({"samples": 0, "functions": [], "nodes": []})["pct"] == 0.0

