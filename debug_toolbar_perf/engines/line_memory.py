@@ -8,7 +8,14 @@ decorated with its ``@profile`` are honoured. What we replace, and why:
   a template). We trace only the target code objects: on Python 3.12+ with
   ``sys.monitoring`` local events on those code objects alone (code they call
   runs at full speed); on 3.10/3.11 with a ``sys.settrace`` function that
-  declines every other frame. Only the request's thread is traced.
+  declines every other frame.
+* Hooks follow the *request*, not a thread: every callback checks the request's
+  ContextVar (:data:`CURRENT`). Under WSGI that is the request's thread; under ASGI
+  a sync view runs in an asgiref executor thread (asgiref copies the context there)
+  and an async view runs in the event-loop thread between other requests' tasks.
+* A coroutine's line is charged up to the moment it suspends (``await`` parks the
+  task) and again from when it resumes. What changed while it was parked is kept
+  apart when anything else ran meanwhile (other tasks, other threads).
 * memory_profiler builds a new ``psutil.Process`` per line (17-33 us). We read
   ``/proc/self/statm`` with ``os.pread`` (0.7 us) and fall back to one cached
   ``psutil.Process`` elsewhere.
@@ -20,11 +27,11 @@ decorated with its ``@profile`` are honoured. What we replace, and why:
   we read ``tracemalloc.get_traced_memory()`` (2-3 us).
 
 Memory is process-wide (RSS and tracemalloc alike). A change measured across one
-interval of this thread can include another thread's allocations only if another
+interval of this request can include another thread's allocations only if another
 thread ran during it. At every event we read the process and thread CPU clocks next
 to the memory (0.4 us); if other threads used more than 0.2 ms of CPU in the interval,
-its change is kept apart ("other threads ran") instead of being added to the line's
-increment. Amounts in the Increment column were measured while no other thread ran.
+its change is kept apart ("others ran") instead of being added to the line's
+increment. Amounts in the Increment column were measured while nothing else ran.
 Limit: an allocation by another thread that costs it under 0.2 ms of CPU (e.g. a
 large calloc'd block under tracemalloc) is not detected.
 """
@@ -32,6 +39,7 @@ large calloc'd block under tracemalloc) is not detected.
 from __future__ import annotations
 
 import contextlib
+import dis
 import inspect
 import os
 import sys
@@ -42,6 +50,7 @@ from collections.abc import Callable
 from types import CodeType, FunctionType
 from typing import Any
 
+from ..context import RequestLocal
 from ..records import error_record
 from ..scope import unwrap_function
 
@@ -61,10 +70,23 @@ OWN_THREADS = ("debug-toolbar-perf-sampler",)
 TOOL_IDS = (4, 3, 5)
 MONITORING = sys.version_info >= (3, 12)
 
+#: The session measuring the current request. A ContextVar, so hooks follow the request
+#: into the thread asgiref runs a sync view in and into the awaited async view, and
+#: ignore every other request (each task and each WSGI thread has its own context).
+CURRENT: RequestLocal[LineMemorySession] = RequestLocal("debug_toolbar_perf.line_memory")
+_current = CURRENT.var.get
+
 # frame-state slots (a list per active traced frame, kept on a stack)
 _CODE, _LINES, _LINE, _MEM, _DEPTH, _FRAME = range(6)
 # per-line record slots
 _INC, _OCC, _LAST, _SHARED, _NSHARED = range(5)
+#: Code that can suspend: its frames yield and resume (generators, coroutines).
+_SUSPENDS = (
+    inspect.CO_GENERATOR
+    | inspect.CO_COROUTINE
+    | inspect.CO_ASYNC_GENERATOR
+    | inspect.CO_ITERABLE_COROUTINE
+)
 
 # -- the decorator ---------------------------------------------------------------
 
@@ -288,13 +310,21 @@ class LineMemorySession:
         self.max_events = max_events
         self.follow_depth = follow_depth
         self.is_project = is_project
-        self.thread_id = threading.get_ident()
         self.lines: dict[CodeType, dict[int, list[int]]] = {}
         self.calls: dict[CodeType, int] = {}
         self.stack: list[list[Any]] = []
+        #: id(frame) -> (state, process CPU, own threads' CPU) of suspended frames
+        self.suspended: dict[int, tuple[list[Any], int, int]] = {}
         self.events = 0
         self.capped = False
         self.capped_calls = 0
+        #: "return": after the cap each function is measured at its return; "end": tracing
+        #: stopped at the cap (3.10/3.11) and the rest is measured when the request ends.
+        self.cap_mode = "return"
+        #: how many times a traced coroutine was parked and resumed, and how many of those
+        #: parked intervals saw other code run (their change is kept apart)
+        self.suspensions = 0
+        self.suspensions_shared = 0
         self.notes: list[str] = []
         self.problem: str | None = None
         #: error records of faults inside the tracer or at stop (the panel shows them)
@@ -309,11 +339,18 @@ class LineMemorySession:
         self._own_clocks: list[list[int]] = []
         self._x0 = 0
         self._tracer: Any = None
+        self._token: Any = None
         self._stopped = False
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> LineMemorySession:
+    def start(self, *, here: bool = True) -> LineMemorySession:
+        """Start measuring the current context's request.
+
+        ``here=False`` (3.10/3.11 only): do not trace this thread; the caller will call
+        :meth:`attach_thread` from the thread that runs the view (``sys.settrace`` only
+        reaches the thread that calls it).
+        """
         self.source = make_source(self.backend)
         self.notes.extend(self.source.notes)
         self._read = self.source.read
@@ -324,15 +361,44 @@ class LineMemorySession:
         self._x0 = self._own_cpu()
         self.start_mem = self.peak = self._read()
         self._started_ns = time.perf_counter_ns()
+        self._token = CURRENT.var.set(self)
         self._tracer = tracer  # set first: a fault in a callback must be able to stop it
         try:
-            tracer.start()
+            tracer.start(here)
         except TracingUnavailable as exc:
             self._tracer = None
             self.problem = str(exc)
             return self
         self.engine = tracer.describe()
         return self
+
+    def attach_thread(self) -> None:
+        """Also trace the calling thread (3.10/3.11; a no-op with sys.monitoring).
+
+        Under ASGI a sync view runs in asgiref's executor thread: the panel calls this
+        there (``sync_to_async(thread_sensitive=True)`` reaches the same thread) before
+        the view, and :meth:`detach_thread` after it.
+        """
+        tracer = self._tracer
+        if tracer is None or self._stopped:
+            return
+        try:
+            tracer.attach()
+        except TracingUnavailable as exc:
+            self.notes.append(str(exc))
+
+    def detach_thread(self) -> None:
+        if self._tracer is not None:
+            self._tracer.detach()
+
+    def trace_new_threads(self) -> None:
+        """Also trace threads started from now until :meth:`stop` (3.10/3.11; else a no-op).
+
+        For an async view under WSGI: ``async_to_sync`` runs it in a new thread.
+        """
+        tracer = self._tracer
+        if tracer is not None and not self._stopped and not MONITORING:
+            tracer.arm_new_threads()
 
     def stop(self) -> None:
         if self._stopped:
@@ -342,6 +408,7 @@ class LineMemorySession:
             if self._tracer is not None:
                 self._tracer.stop()
         finally:
+            self._unbind()
             source = self.source
             if source is not None:
                 try:
@@ -352,11 +419,19 @@ class LineMemorySession:
                     source.close()
             self.wall_ns = time.perf_counter_ns() - self._started_ns
 
+    def _unbind(self) -> None:
+        token, self._token = self._token, None
+        if token is None:
+            return
+        with contextlib.suppress(ValueError, RuntimeError):  # stopped in another context
+            CURRENT.var.reset(token)
+
     def _finish(self, source: MemorySource) -> None:
         """Last reading: close frames left open and settle the peak."""
         m = self.end_mem = source.read()
-        while self.stack:  # frames still open (should not happen): close them
+        while self.stack:  # frames still open (untraced at the cap, or a fault): close them
             self._close(self.stack.pop(), m)
+        self.suspended.clear()
         if m > self.peak:
             self.peak = m
         exact = source.peak()
@@ -373,9 +448,10 @@ class LineMemorySession:
         """
         try:
             self.errors.append(error_record("trace", exc))
-            self.stack.clear()  # open frames' last intervals were not measured
             if self._tracer is not None:
                 self._tracer.abort()
+            self.stack.clear()  # open frames' last intervals were not measured
+            self.suspended.clear()
         except Exception:  # nothing may escape into the traced code
             pass
 
@@ -411,21 +487,24 @@ class LineMemorySession:
         self._p0, self._t0, self._x0 = p, t, x
         return other > OTHER_CPU_NS
 
+    def _charge(self, rec: list[int], d: int, others: bool) -> None:
+        if not d:
+            return
+        if others:
+            rec[_SHARED] += d
+            rec[_NSHARED] += 1
+            self.shared_intervals += 1
+        else:
+            rec[_INC] += d
+
     def _close(self, st: list[Any], m: int) -> None:
         """Charge frame-state ``st``'s current line the net change since it began."""
         rec = st[_LINES].get(st[_LINE])
         if rec is None:
             rec = st[_LINES][st[_LINE]] = [0, 0, 0, 0, 0]
-        d = m - st[_MEM]
-        others = self._others_ran()
-        if d:
-            if others:
-                rec[_SHARED] += d
-                rec[_NSHARED] += 1
-                self.shared_intervals += 1
-            else:
-                rec[_INC] += d
+        self._charge(rec, m - st[_MEM], self._others_ran())
         rec[_LAST] = m
+        st[_MEM] = m
         if m > self.peak:
             self.peak = m
 
@@ -449,6 +528,51 @@ class LineMemorySession:
         st = [code, lines, line, m, self.depths.get(code, 0), frame]
         self.stack.append(st)
         return st
+
+    def suspend(self, st: list[Any], key: int) -> None:
+        """A generator or coroutine frame yields: charge its line so far and park its state.
+
+        ``key`` is ``id(frame)``: the frame object itself is not kept, since holding a
+        finished generator's frame would keep its locals alive (and in the figures).
+        """
+        self._close(st, self._read())  # also restarts the CPU window (_p0, _x0)
+        st[_FRAME] = None
+        self.suspended[key] = (st, self._p0, self._x0)
+
+    def resume(self, key: int, code: CodeType, frame: Any = None) -> None:
+        """A suspended frame resumes: its line goes on being charged from now.
+
+        A coroutine was parked by the event loop: what changed meanwhile is its await's
+        doing (work it waited for: a thread pool, I/O) or other tasks'. It goes to the
+        line when nothing else used CPU while it was parked, else it is kept apart. A
+        generator was paused by its consumer, whose own line is charged for that time.
+        """
+        entry = self.suspended.pop(key, None)
+        if entry is None or entry[0][_CODE] is not code:
+            self.enter(code, frame)  # started before tracing began: a fresh state
+            return
+        st, p_parked, x_parked = entry
+        p, t = time.process_time_ns(), time.thread_time_ns()
+        x = self._own_cpu() if self._own_clocks else 0
+        m = self._read()
+        if code.co_flags & inspect.CO_COROUTINE:
+            self.suspensions += 1
+            rec = st[_LINES].get(st[_LINE])
+            if rec is None:
+                rec = st[_LINES][st[_LINE]] = [0, 0, m, 0, 0]
+            # Our task ran nothing while parked: all CPU used meanwhile was someone else's
+            # (this thread's other tasks included), or work done for us in another thread.
+            others = (p - p_parked) - (x - x_parked) > OTHER_CPU_NS
+            if others and m != st[_MEM]:
+                self.suspensions_shared += 1
+            self._charge(rec, m - st[_MEM], others)
+            rec[_LAST] = m
+            if m > self.peak:
+                self.peak = m
+        st[_MEM] = m
+        st[_FRAME] = frame
+        self._p0, self._t0, self._x0 = p, t, x
+        self.stack.append(st)
 
     def line(self, st: list[Any], lineno: int) -> None:
         """A new line starts in frame-state ``st`` (the top of the stack)."""
@@ -521,6 +645,9 @@ class LineMemorySession:
             st[_LINE] = CAP_LINE
             st[_MEM] = m
             st[_LINES].setdefault(CAP_LINE, [0, 0, m, 0, 0])
+        for st, _p, _x in self.suspended.values():
+            st[_LINE] = CAP_LINE
+            st[_LINES].setdefault(CAP_LINE, [0, 0, m, 0, 0])
         if self._tracer is not None:
             self._tracer.lines_off()
 
@@ -537,7 +664,13 @@ class LineMemorySession:
 
 
 class _MonitoringTracer:
-    """Local LINE/PY_START/PY_RETURN events on the targets only; PY_UNWIND globally."""
+    """Local LINE/PY_START/PY_RETURN/PY_YIELD/PY_RESUME events on the targets only.
+
+    ``PY_UNWIND`` and ``PY_THROW`` cannot be local: they are set for the tool and fire
+    only when a frame unwinds or an exception is thrown into a suspended frame. Local
+    events fire in every thread; each callback first checks that the current context
+    is this session's request (:data:`CURRENT`).
+    """
 
     def __init__(self, session: LineMemorySession) -> None:
         self.s = session
@@ -565,29 +698,37 @@ class _MonitoringTracer:
             "this panel) and reload."
         )
 
-    def start(self) -> None:
+    def start(self, here: bool = True) -> None:
         mon = sys.monitoring
         ev = mon.events
         self.tool = tool = self._claim()
         # Kept referenced here: ``abort`` unregisters them from inside a running callback.
         self._callbacks = [
             (ev.PY_START, self._on_start),
-            (ev.PY_RESUME, self._on_start),
+            (ev.PY_RESUME, self._on_resume),
+            (ev.PY_THROW, self._on_throw),
             (ev.LINE, self._on_line),
             (ev.PY_RETURN, self._on_return),
-            (ev.PY_YIELD, self._on_return),
+            (ev.PY_YIELD, self._on_yield),
             (ev.PY_UNWIND, self._on_unwind),
             (ev.CALL, self._on_call),
         ]
         try:
             for event, callback in self._callbacks:
                 mon.register_callback(tool, event, callback)
-            mon.set_events(tool, ev.PY_UNWIND)  # cannot be local; fires only on unwinding
+            # These two cannot be local; they fire only on unwinding / throw().
+            mon.set_events(tool, ev.PY_UNWIND | ev.PY_THROW)
             for code in self.s.targets:
                 self.instrument(code)
         except BaseException:
             self.stop()
             raise
+
+    def attach(self) -> None:
+        """sys.monitoring already fires in every thread."""
+
+    def detach(self) -> None:
+        """Nothing was installed per thread."""
 
     def _events(self, code: CodeType) -> int:
         ev = sys.monitoring.events
@@ -599,6 +740,8 @@ class _MonitoringTracer:
         return mask
 
     def instrument(self, code: CodeType) -> None:
+        if self.tool is None:
+            return
         sys.monitoring.set_local_events(self.tool, code, self._events(code))
         self.instrumented.append(code)
 
@@ -621,34 +764,38 @@ class _MonitoringTracer:
             mon.set_events(tool, 0)
             for code in self.instrumented:
                 mon.set_local_events(tool, code, 0)
-            for event in (
-                mon.events.PY_START,
-                mon.events.PY_RESUME,
-                mon.events.LINE,
-                mon.events.PY_RETURN,
-                mon.events.PY_YIELD,
-                mon.events.PY_UNWIND,
-                mon.events.CALL,
-            ):
+            for event, _callback in self._callbacks:
                 mon.register_callback(tool, event, None)
         finally:
             mon.free_tool_id(tool)
 
-    # callbacks: first filter to the request's thread and to our frames. An exception
-    # raised by a callback would surface in the traced (user's) code: each one catches
-    # everything and hands it to ``session.fail``, which stops tracing.
+    # callbacks: first filter to this request (its ContextVar) and to our frames. An
+    # exception raised by a callback would surface in the traced (user's) code: each one
+    # catches everything and hands it to ``session.fail``, which stops tracing.
     def _on_start(self, code: CodeType, offset: int) -> None:
         s = self.s
-        if threading.get_ident() != s.thread_id or code not in s.targets:
+        if _current() is not s or code not in s.targets:
             return
         try:
             s.enter(code)
         except Exception as exc:
             s.fail(exc)
 
+    def _on_resume(self, code: CodeType, offset: int) -> None:
+        s = self.s
+        if _current() is not s or code not in s.targets:
+            return
+        try:
+            s.resume(id(sys._getframe(1)), code)  # the frame running ``code``
+        except Exception as exc:
+            s.fail(exc)
+
+    def _on_throw(self, code: CodeType, offset: int, exc: BaseException) -> None:
+        self._on_resume(code, offset)
+
     def _on_line(self, code: CodeType, lineno: int) -> None:
         s = self.s
-        if threading.get_ident() != s.thread_id:
+        if _current() is not s:
             return
         stack = s.stack
         if stack and stack[-1][0] is code:
@@ -659,7 +806,7 @@ class _MonitoringTracer:
 
     def _on_return(self, code: CodeType, offset: int, value: Any) -> None:
         s = self.s
-        if threading.get_ident() != s.thread_id:
+        if _current() is not s:
             return
         stack = s.stack
         if stack and stack[-1][_CODE] is code:
@@ -668,12 +815,23 @@ class _MonitoringTracer:
             except Exception as exc:
                 s.fail(exc)
 
+    def _on_yield(self, code: CodeType, offset: int, value: Any) -> None:
+        s = self.s
+        if _current() is not s:
+            return
+        stack = s.stack
+        if stack and stack[-1][_CODE] is code:
+            try:
+                s.suspend(stack.pop(), id(sys._getframe(1)))
+            except Exception as exc:
+                s.fail(exc)
+
     def _on_unwind(self, code: CodeType, offset: int, exc: BaseException) -> None:
         self._on_return(code, offset, None)
 
     def _on_call(self, code: CodeType, offset: int, func: Any, arg0: Any) -> None:
         s = self.s
-        if threading.get_ident() != s.thread_id or not s.stack:
+        if _current() is not s or not s.stack:
             return
         try:
             depth = s.depths.get(code, 0)
@@ -694,44 +852,196 @@ class _MonitoringTracer:
 
 # -- Python 3.10/3.11: sys.settrace ---------------------------------------------------------
 
+#: Sessions tracing the current thread through :func:`_dispatch` (one trace function per
+#: thread is shared: under ASGI several requests' coroutines run in the event-loop thread).
+_thread_users = threading.local()
+#: Sessions that need :func:`_dispatch` in threads started from now on (``threading.settrace``).
+_armed = 0
+_arm_lock = threading.Lock()
+
+
+def _arm_new_threads() -> bool:
+    """Give threads started from now on the trace function (3.10/3.11).
+
+    Under WSGI Django runs an async view with ``async_to_sync``: the coroutine runs in an
+    event loop in a *new* thread, which ``sys.settrace`` in the request's thread cannot
+    reach. ``threading.settrace`` installs the dispatcher in every thread started while a
+    session needs it; in threads of other requests it declines every frame. False if
+    another tool (a debugger) set its own hook: that one is left alone.
+    """
+    global _armed
+    with _arm_lock:
+        if _armed == 0:
+            current = threading.gettrace()
+            if current is not None and current is not _dispatch:
+                return False
+            threading.settrace(_dispatch)
+        _armed += 1
+        return True
+
+
+def _disarm_new_threads() -> None:
+    global _armed
+    with _arm_lock:
+        _armed = max(_armed - 1, 0)
+        if _armed == 0 and threading.gettrace() is _dispatch:
+            threading.settrace(None)  # threads already started keep it until they end
+
+
+def _dispatch(frame: Any, event: str, arg: Any) -> Any:
+    """The thread's trace function: hands the event to the current request's session.
+
+    Python calls it for every new frame ("call") in the thread, and for every event when
+    memory_profiler's tracer chains to it. Frames of other requests (or of no request)
+    are declined.
+    """
+    s = _current()
+    if s is None:
+        if not _armed and not getattr(_thread_users, "n", 0):
+            # Installed by threading.settrace in a thread started during a request that has
+            # ended (a server's pool thread): leave, or the thread stays slow for good.
+            sys.settrace(None)
+        return None
+    tracer = s._tracer
+    if tracer is None or not tracer.active:
+        return None
+    if event == "call" and not s.follow_depth and frame.f_code not in s.targets:
+        return None  # the common case, without a second Python call
+    return tracer.trace(frame, event, arg)
+
+
+if MONITORING:
+
+    def _resumed(frame: Any) -> bool:
+        return False
+
+    def _yielded(frame: Any) -> bool:
+        return False
+
+elif sys.version_info >= (3, 11):
+    _RESUME, _YIELD_VALUE = dis.opmap["RESUME"], dis.opmap["YIELD_VALUE"]
+
+    def _resumed(frame: Any) -> bool:
+        """A "call" event of a frame that resumes (RESUME's argument is 0 only at start)."""
+        code = frame.f_code.co_code
+        return code[frame.f_lasti] == _RESUME and code[frame.f_lasti + 1] != 0
+
+    def _yielded(frame: Any) -> bool:
+        """A "return" event of a frame that suspends rather than returns."""
+        return frame.f_code.co_code[frame.f_lasti] == _YIELD_VALUE
+
+else:  # 3.10
+    _YIELD_VALUE, _YIELD_FROM = dis.opmap["YIELD_VALUE"], dis.opmap["YIELD_FROM"]
+
+    def _resumed(frame: Any) -> bool:
+        return frame.f_lasti >= 0
+
+    def _yielded(frame: Any) -> bool:
+        # ``await``/``yield from`` leave f_lasti on the instruction before YIELD_FROM.
+        code, i = frame.f_code.co_code, frame.f_lasti
+        return code[i] == _YIELD_VALUE or (i + 2 < len(code) and code[i + 2] == _YIELD_FROM)
+
 
 class _SettraceTracer:
-    """A trace function for this thread that declines every frame but the targets."""
+    """A trace function per thread that declines every frame but the request's targets.
+
+    ``sys.settrace`` reaches only the thread that calls it. The session starts it in the
+    thread of ``start()``; under ASGI the panel also attaches the executor thread that
+    runs a sync view (:meth:`LineMemorySession.attach_thread`).
+
+    Any trace function puts the whole thread in tracing mode (every instruction checked,
+    no specialisation on 3.11: x2-x3 on code the view calls). So at the cost cap, when no
+    other request traces the thread, tracing is switched off altogether, not only the
+    per-line events: the rest of the request runs at full speed.
+    """
 
     def __init__(self, session: LineMemorySession) -> None:
         self.s = session
-        self.previous: Any = None
-        self.installed = False
+        self.active = False
+        self.untraced = False
+        self.threads: set[int] = set()
+        self.armed = False
 
     def describe(self) -> str:
-        return "sys.settrace (this thread only)"
+        return "sys.settrace (the request's thread)"
 
-    def start(self) -> None:
+    def start(self, here: bool = True) -> None:
+        self.active = True
+        if here:
+            try:
+                self.attach()
+            except TracingUnavailable:
+                self.active = False
+                raise
+
+    def attach(self) -> None:
+        """Trace the calling thread (the trace function is shared with other requests)."""
+        ident = threading.get_ident()
+        if not self.active or ident in self.threads:
+            return
         current = sys.gettrace()
-        if current is not None:
-            raise TracingUnavailable(
-                f"Another trace function is active in this thread ({current!r}: coverage, "
-                "a debugger...). Line memory was not measured so that it keeps working; on "
-                "Python 3.12+ both can run at once."
-            )
-        sys.settrace(self.trace)
-        self.installed = True
+        users = getattr(_thread_users, "n", 0)
+        if current is not _dispatch:
+            if current is not None:
+                raise TracingUnavailable(
+                    f"Another trace function is active in this thread ({current!r}: "
+                    "coverage, a debugger...). Line memory was not measured so that it "
+                    "keeps working; on Python 3.12+ both can run at once."
+                )
+            users = 0
+            sys.settrace(_dispatch)
+        _thread_users.n = users + 1
+        self.threads.add(ident)
+
+    def detach(self) -> None:
+        """Stop tracing the calling thread for this session (last one out uninstalls)."""
+        ident = threading.get_ident()
+        if ident not in self.threads:
+            return
+        self.threads.discard(ident)
+        users = _thread_users.n = max(getattr(_thread_users, "n", 1) - 1, 0)
+        if users:
+            return
+        current = sys.gettrace()
+        if current is _dispatch:
+            sys.settrace(None)
+        elif current is not None:  # someone replaced us without restoring: leave theirs alone
+            self.s.notes.append(f"Another tool replaced this panel's trace function ({current!r}).")
+
+    def arm_new_threads(self) -> None:
+        if not self.armed and self.active:
+            self.armed = _arm_new_threads()
+            if not self.armed:
+                self.s.notes.append(
+                    f"Another tool set a trace hook for new threads ({threading.gettrace()!r}); "
+                    "code this request runs in a thread it starts (an async view under WSGI "
+                    "runs in one) was not traced. Python 3.12+ traces it all the same."
+                )
 
     def stop(self) -> None:
-        if self.installed:
-            self.installed = False
-            if sys.gettrace() == self.trace:
-                sys.settrace(self.previous)
-            else:  # someone replaced us without restoring: leave theirs alone
-                self.s.notes.append(
-                    f"Another tool replaced this panel's trace function ({sys.gettrace()!r})."
-                )
+        self.active = False
+        self.detach()
+        if self.armed:
+            self.armed = False
+            _disarm_new_threads()
 
     def instrument(self, code: CodeType) -> None:
         """Nothing to do: the trace function sees every new frame."""
 
     def lines_off(self) -> None:
-        for st in self.s.stack:
+        """At the cap: leave tracing mode if only this request traces this thread."""
+        ident = threading.get_ident()
+        others_here = getattr(_thread_users, "n", 0) - (ident in self.threads)
+        if others_here <= 0 and sys.gettrace() is _dispatch:
+            sys.settrace(None)  # `detach` later finds no trace function: nothing to undo
+            self.untraced = True
+            self.s.cap_mode = "end"
+            for st in self.s.stack:
+                frame, st[_FRAME] = st[_FRAME], None  # held, it would keep the view's locals
+                if frame is not None:
+                    frame.f_trace = None
+            return
+        for st in self.s.stack:  # another request traces this thread too: lines only
             frame = st[_FRAME]
             if frame is not None:
                 frame.f_trace_lines = False
@@ -753,9 +1063,13 @@ class _SettraceTracer:
         s = self.s
         stack = s.stack
         try:
+            if self.untraced or not self.active:
+                return None
             if event == "line":
                 if stack and stack[-1][5] is frame:
                     s._on_line(stack[-1], frame.f_lineno)
+                    if self.untraced:  # the cap was reached on this line
+                        return None
                 return self.trace
             if event == "call":
                 code = frame.f_code
@@ -769,12 +1083,18 @@ class _SettraceTracer:
                     ):
                         return None
                     s.add_target(code, stack[-1][_DEPTH] + 1, "followed")
-                s.enter(code, frame)
+                if code.co_flags & _SUSPENDS and _resumed(frame):
+                    s.resume(id(frame), code, frame)
+                else:
+                    s.enter(code, frame)
                 if s.capped:
                     frame.f_trace_lines = False
                 return self.trace
             if event == "return" and stack and stack[-1][_FRAME] is frame:
-                s.leave(stack.pop())
+                if frame.f_code.co_flags & _SUSPENDS and _yielded(frame):
+                    s.suspend(stack.pop(), id(frame))
+                else:
+                    s.leave(stack.pop())
             return self.trace
         except Exception as exc:  # it would surface in the user's code: stop tracing
             s.fail(exc)
@@ -879,6 +1199,9 @@ def build_record(session: LineMemorySession) -> dict[str, Any]:
         "max_events": session.max_events,
         "capped": session.capped,
         "capped_calls": session.capped_calls,
+        "cap_mode": session.cap_mode,
+        "suspensions": session.suspensions,
+        "suspensions_shared": session.suspensions_shared,
         "shared_intervals": session.shared_intervals,
         "own_threads": session.own_threads,
         "follow_depth": session.follow_depth,

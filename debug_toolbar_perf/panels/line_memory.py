@@ -6,6 +6,7 @@ turns the stored record into memory_profiler's table.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from typing import Any, ClassVar
 
@@ -45,7 +46,40 @@ class LineMemoryPanel(PerfPanel):
             is_project=is_project_file,
         )
         session.notes.extend(problems)
-        return session.start()
+        self._sync_thread = False
+        if self.asgi and sys.version_info < (3, 12):
+            # sys.settrace reaches one thread. start() runs in the event loop's thread, which
+            # runs an async view; a sync view runs later in asgiref's executor thread, which
+            # astart() reaches. (sys.monitoring on 3.12+ fires in every thread.)
+            is_async = any(c.co_flags & inspect.CO_COROUTINE for c in target.codes)
+            helpers = len(targets) > len(target.codes) or conf["FOLLOW_DEPTH"] > 0
+            self._sync_thread = bool(targets) and (not is_async or helpers)
+            return session.start(here=is_async)
+        session.start()
+        if not self.asgi and sys.version_info < (3, 12):
+            # Under WSGI an async view runs through async_to_sync, in an event loop in a new
+            # thread: sys.settrace in this thread cannot reach it, threading.settrace can.
+            if any(c.co_flags & inspect.CO_COROUTINE for c in target.codes):
+                session.trace_new_threads()
+        return session
+
+    async def astart(self, session: Any) -> None:
+        """3.10/3.11 under ASGI: trace the executor thread that runs sync code of this request.
+
+        ``sync_to_async(thread_sensitive=True)`` runs in the same thread as Django's call of
+        a sync view (one thread per request under Django's ASGI handler, the test's own
+        thread under ``AsyncClient``), so the trace function is installed there first.
+        """
+        if getattr(self, "_sync_thread", False) and session.problem is None:
+            from asgiref.sync import sync_to_async
+
+            await sync_to_async(session.attach_thread, thread_sensitive=True)()
+
+    async def astop(self, session: Any) -> None:
+        if getattr(self, "_sync_thread", False) and session.problem is None:
+            from asgiref.sync import sync_to_async
+
+            await sync_to_async(session.detach_thread, thread_sensitive=True)()
 
     def stop(self, session: Any) -> None:
         session.stop()
@@ -63,7 +97,9 @@ class LineMemoryPanel(PerfPanel):
         if session.errors:
             self._errors.extend(session.errors)
             return None
-        return build_record(session)
+        record = build_record(session)
+        record["asgi"] = self.asgi
+        return record
 
     def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
         from ..analysis.lines import analyse

@@ -116,3 +116,15 @@ def test_text_report_uses_memory_profilers_layout() -> None:
     assert "Line #    Mem usage    Increment  Occurrences   Line Contents" in text
     assert "    11    146.0 MiB     46.0 MiB           1       big = [0] * 6_000_000" in text
     assert "-46.0 MiB" in text
+
+
+def test_asgi_on_settrace_pythons_says_why_nothing_was_seen() -> None:
+    """3.10/3.11 under ASGI: an empty table is explained, not shown as "nothing ran"."""
+    from debug_toolbar_perf.analysis.lines import asgi_settrace_limit
+
+    rec = record(functions=[], not_run=["shop.views.report"], asgi=True, python="3.11.7")
+    assert asgi_settrace_limit(rec)
+    assert analyse(rec)["asgi_settrace_limit"]
+    assert not asgi_settrace_limit({**rec, "python": "3.12.1"})  # sys.monitoring sees all
+    assert not asgi_settrace_limit({**rec, "asgi": False})
+    assert not asgi_settrace_limit({**rec, "not_run": []})  # nothing was to be traced

@@ -29,7 +29,7 @@ def test_memory_page_shows_the_big_list_line_first(
     first = panel.locator("table.djdt-perf-lm-heaviest tbody tr").first
     assert "big_list = [0] * 6_000_000" in first.inner_text()
     # In Increment, or - if the browser driver's thread in this test process ran during that
-    # line - in "Other threads ran" (flagged), never lost: one of the two holds the 46 MiB.
+    # line - in "Others ran" (flagged), never lost: one of the two holds the 46 MiB.
     figures = [
         float(m.group(1)) if (m := re.search(r"([-\d.]+) MiB", cell)) else 0.0
         for cell in first.locator("td").all_inner_texts()[:2]

@@ -3,6 +3,7 @@ coexistence and bad cases (sys.monitoring on 3.12+, sys.settrace on 3.10/3.11)."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
@@ -37,14 +38,23 @@ def only_this_file(filename: str) -> bool:
     return os.path.realpath(filename) == THIS_FILE
 
 
-def run(func: Any, *args: Any, codes: tuple[CodeType, ...] = (), **kw: Any) -> dict[str, Any]:
+def run(
+    func: Any, *args: Any, codes: tuple[CodeType, ...] = (), quiet: bool = True, **kw: Any
+) -> dict[str, Any]:
+    """Trace one call of ``func``. ``quiet``: the test needs intervals where no other thread
+    ran, so a run where one did (an idle server thread of an earlier test waking up: the
+    engine then rightly keeps the change apart, in "Others ran") is retried, twice at most."""
     targets = {c: (c.co_name, "view") for c in (codes or (func.__code__,))}
-    session = LineMemorySession(targets, **kw).start()
-    try:
-        func(*args)
-    finally:
-        session.stop()
-    return build_record(session)
+    for _ in range(3):
+        session = LineMemorySession(targets, **kw).start()
+        try:
+            func(*args)
+        finally:
+            session.stop()
+        record = build_record(session)
+        if not (quiet and record["shared_intervals"]):
+            break
+    return record
 
 
 def line_of(func: Any, marker: str) -> int:
@@ -89,9 +99,10 @@ def test_one_line_allocating_48_mb_shows_its_size_and_the_free(backend: str) -> 
     record = run(allocate_and_free, backend=backend)
     alloc = inc_mib(record, "allocate_and_free", line_of(allocate_and_free, "# ALLOC"))
     freed = inc_mib(record, "allocate_and_free", line_of(allocate_and_free, "# FREE"))
-    assert alloc == pytest.approx(BIG_MIB, rel=0.10)
+    rows = stats(record, "allocate_and_free"), record["own_threads"]
+    assert alloc == pytest.approx(BIG_MIB, rel=0.10), rows
     # RSS too: a 48 MB list is mmapped, so freeing it returns the pages to the OS.
-    assert freed == pytest.approx(-BIG_MIB, rel=0.10)
+    assert freed == pytest.approx(-BIG_MIB, rel=0.10), rows
     assert record["backend"] == backend
     assert record["peak_bytes"] - record["start_bytes"] >= 0.9 * BIG_MIB * MIB
     no_tracing_left()
@@ -190,6 +201,78 @@ def test_only_target_code_is_traced_not_what_it_calls() -> None:
     assert record["events"] < 20
 
 
+def produce(n: int, keep: list[Any]) -> Any:
+    for _ in range(n):
+        keep.append(bytearray(4 * MIB))  # GEN-ALLOC
+        yield len(keep)  # GEN-YIELD
+
+
+def consume(keep: list[Any]) -> int:
+    count = 0
+    for _ in produce(3, keep):  # CONSUME-LOOP
+        keep.append(bytearray(MIB))  # CONSUME-ALLOC (while the generator is paused)
+        count += 1
+    return count
+
+
+def test_a_generator_resumed_is_one_call_and_not_charged_for_its_consumer() -> None:
+    keep: list[Any] = []
+    record = run(consume, keep, codes=(consume.__code__, produce.__code__), backend="tracemalloc")
+    gen = next(f for f in record["functions"] if f["name"] == "produce")
+    assert gen["calls"] == 1  # resuming is not a new call
+    rows = stats(record, "produce")
+    assert rows[line_of(produce, "# GEN-ALLOC")][2] == 3
+    assert rows[line_of(produce, "# GEN-ALLOC")][1] / MIB == pytest.approx(12.0, rel=0.10)
+    # The consumer's 3 x 1 MiB ran while the generator was paused: not the generator's.
+    assert sum(r[1] for r in rows.values()) / MIB == pytest.approx(12.0, rel=0.10)
+    consumer = stats(record, "consume")
+    assert consumer[line_of(consume, "# CONSUME-ALLOC")][1] / MIB == pytest.approx(3.0, rel=0.1)
+    assert record["suspensions"] == 0  # generators are paused by their consumer, not parked
+    no_tracing_left()
+
+
+async def parked(hold: list[Any]) -> int:
+    block = [0] * 6_000_000  # PARKED-ALLOC (over 32 MiB: always mmapped, RSS sees it)
+    await asyncio.sleep(0.05)  # PARKED-AWAIT
+    n = len(block)
+    del block  # PARKED-FREE
+    return n + len(hold)
+
+
+async def parked_main(hold: list[Any]) -> int:
+    async def other() -> None:  # another task of the loop, untraced
+        await asyncio.sleep(0.01)
+        hold.append([0] * 13_000_000)
+
+    task = asyncio.ensure_future(other())
+    n = await parked(hold)
+    await task
+    return n
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_parked_coroutine_is_not_charged_for_other_tasks(backend: str) -> None:
+    """While ``parked`` awaits, another task of the loop allocates 100 MB (same thread)."""
+    hold: list[Any] = []
+    record = run(
+        lambda: asyncio.run(parked_main(hold)),
+        codes=(parked.__code__,),
+        quiet=False,
+        backend=backend,
+    )
+    rows = stats(record, "parked")
+    alloc = rows[line_of(parked, "# PARKED-ALLOC")]
+    wait = rows[line_of(parked, "# PARKED-AWAIT")]
+    free = rows[line_of(parked, "# PARKED-FREE")]
+    assert (alloc[1] + alloc[4]) / MIB == pytest.approx(BIG_MIB, rel=0.10)
+    assert (free[1] + free[4]) / MIB == pytest.approx(-BIG_MIB, rel=0.10)
+    assert abs(wait[1]) / MIB < 2.0  # the other task's 100 MB is not the await line's
+    assert wait[4] / MIB == pytest.approx(13e6 * 8 / MIB, rel=0.10) and wait[5] == 1
+    assert wait[2] == 1 and record["suspensions"] == 1 and record["suspensions_shared"] == 1
+    assert next(f for f in record["functions"] if f["name"] == "parked")["calls"] == 1
+    no_tracing_left()
+
+
 # -- isolation from other threads --------------------------------------------------------
 
 
@@ -213,7 +296,7 @@ def test_other_threads_allocation_is_not_charged_to_the_request(backend: str) ->
 
     thread = threading.Thread(target=other)
     thread.start()
-    record = run(sleeper, started, done, backend=backend)
+    record = run(sleeper, started, done, quiet=False, backend=backend)
     thread.join()
     rows = stats(record, "sleeper")
     wait_row = rows[line_of(sleeper, "# SLEEP-WAIT")]
@@ -251,27 +334,49 @@ def test_other_threads_running_the_same_code_are_not_traced() -> None:
 # -- cost control ----------------------------------------------------------------------------
 
 
-def hot(n: int) -> list[bytearray]:
+def hot(n: int, keep: list[bytearray]) -> None:
     total = 0
     for i in range(n):
         total += i % 7
-    kept = [bytearray(20 * MIB)]  # AFTER-CAP
-    return kept
+    keep.append(bytearray(20 * MIB))  # AFTER-CAP
 
 
 def test_hot_loop_is_capped_and_the_rest_measured_at_return() -> None:
+    keep: list[bytearray] = []
     started = time.perf_counter()
-    record = run(hot, 300_000, max_events=1000)
+    record = run(hot, 300_000, keep, max_events=1000)
     elapsed = time.perf_counter() - started
     assert record["capped"]
     assert record["events"] == 1001
     rows = stats(record, "hot")
     assert CAP_LINE in rows
-    # The allocation after the cap is not lost: it is on the "after the cap" row.
-    assert rows[CAP_LINE][1] / MIB == pytest.approx(20.0, rel=0.10)
+    # The allocation after the cap is not lost: it is on the "after the cap" row (3.12+:
+    # measured at the function's return; 3.10/3.11: tracing stopped at the cap, so it is
+    # measured when the session stops).
+    assert rows[CAP_LINE][1] / MIB == pytest.approx(20.0, rel=0.10), (rows, record["own_threads"])
     assert line_of(hot, "# AFTER-CAP") not in rows
+    assert record["cap_mode"] == ("return" if lm.MONITORING else "end")
     # 300k iterations untraced after the cap run at nearly full speed.
     assert elapsed < 1.0, elapsed
+    no_tracing_left()
+
+
+@pytest.mark.skipif(lm.MONITORING, reason="settrace path is 3.10/3.11")
+def test_tracing_mode_is_left_at_the_cap() -> None:
+    """3.10/3.11: any trace function slows every instruction of the thread (no
+    specialisation): at the cap the trace function is removed, not only line events."""
+    seen: list[Any] = []
+
+    def after_cap() -> None:
+        total = 0
+        for i in range(2000):
+            total += i
+        seen.append(sys.gettrace())  # CHECK
+
+    record = run(after_cap, max_events=100)
+    assert record["capped"] and record["cap_mode"] == "end"
+    assert seen == [None]
+    no_tracing_left()
 
 
 def test_calls_that_start_after_the_cap_are_measured_whole() -> None:
@@ -281,11 +386,15 @@ def test_calls_that_start_after_the_cap_are_measured_whole() -> None:
 
     record = run(driver, codes=(driver.__code__, allocate_in_loop.__code__), max_events=5)
     assert record["capped"]
-    assert record["capped_calls"] >= 2
     rows = stats(record, "allocate_in_loop")
+    assert rows[line_of(allocate_in_loop, "# LOOP")][2] < 15
+    if not lm.MONITORING:  # tracing stopped at the cap: later calls are not seen at all
+        assert record["cap_mode"] == "end" and record["capped_calls"] == 0
+        assert stats(record, "driver")[CAP_LINE][2] == 0
+        return
+    assert record["capped_calls"] >= 2
     # Calls after the cap have no per-line rows, only their entry on the cap row.
     assert rows[CAP_LINE][2] == record["capped_calls"]
-    assert rows[line_of(allocate_in_loop, "# LOOP")][2] < 15
 
 
 # -- targets: settings, decorator, memory_profiler, follow --------------------------------------
@@ -445,6 +554,34 @@ def test_another_tracer_is_left_alone_and_named() -> None:
     assert seen
 
 
+@pytest.mark.skipif(lm.MONITORING, reason="settrace path is 3.10/3.11")
+def test_threads_started_during_a_request_drop_the_trace_function_after_it() -> None:
+    """threading.settrace (an async view under WSGI runs in a new thread) reaches every
+    thread started meanwhile, e.g. a server's pool thread: it must not stay slow for good."""
+    started, go = threading.Event(), threading.Event()
+    seen: list[Any] = []
+
+    def worker() -> None:
+        seen.append(sys.gettrace())
+        started.set()
+        go.wait(5)
+        len(seen)  # a C call: no new frame yet
+        (lambda: None)()  # a new frame: the dispatcher finds no request and leaves
+        seen.append(sys.gettrace())
+
+    session = LineMemorySession({allocate_and_free.__code__: ("f", "view")}).start()
+    session.trace_new_threads()
+    thread = threading.Thread(target=worker)
+    thread.start()
+    started.wait(5)
+    session.stop()
+    assert threading.gettrace() is None
+    go.set()
+    thread.join(5)
+    assert seen == [lm._dispatch, None]
+    no_tracing_left()
+
+
 def test_works_beside_cprofile() -> None:
     """cProfile (the toolbar's ProfilingPanel) holds the profiler slot on 3.12+ and
     sys.setprofile on 3.10/3.11: both keep working."""
@@ -457,9 +594,10 @@ def test_works_beside_cprofile() -> None:
         record = run(allocate_and_free, backend="tracemalloc")
     finally:
         profiler.disable()
-    assert inc_mib(record, "allocate_and_free", line_of(allocate_and_free, "# ALLOC")) == (
-        pytest.approx(BIG_MIB, rel=0.1)
-    )
+    # Increment plus "Others ran": this test is about sharing the slot, and a thread left
+    # running by an earlier test can move the line's change to the flagged column.
+    row = stats(record, "allocate_and_free")[line_of(allocate_and_free, "# ALLOC")]
+    assert (row[1] + row[4]) / MIB == pytest.approx(BIG_MIB, rel=0.1)
     names = {func[2] for func in pstats.Stats(profiler).stats}
     assert "allocate_and_free" in names
     no_tracing_left()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 from debug_toolbar.toolbar import debug_toolbar_urls
@@ -81,7 +82,57 @@ def other(request: HttpRequest) -> HttpResponse:
     return HttpResponse(PAGE.format("other"))
 
 
+# -- ASGI: a sync view (asgiref's executor thread) and async views (the event loop) --------
+
+
+def sync_alloc(request: HttpRequest) -> HttpResponse:
+    block = [0] * 6_000_000  # SYNC-ALLOC
+    size = len(block)
+    del block  # SYNC-FREE
+    return HttpResponse(PAGE.format(size))
+
+
+async def async_alloc(request: HttpRequest) -> HttpResponse:
+    block = [0] * 6_000_000  # ASYNC-ALLOC
+    await asyncio.sleep(0.01)  # ASYNC-AWAIT
+    size = len(block)
+    del block  # ASYNC-FREE
+    return HttpResponse(PAGE.format(size))
+
+
+# Two async requests in one event loop: "waiter" allocates 48 MB, then awaits while "hog"
+# allocates 100 MB in the same thread; the waiter's lines must not be charged for it.
+async_events: dict[str, asyncio.Event] = {}
+async_holds: list[list[int]] = []
+
+
+def reset_async() -> None:
+    async_events.clear()
+    async_events.update(waiting=asyncio.Event(), hog_done=asyncio.Event())
+    async_holds.clear()
+
+
+async def async_waiter(request: HttpRequest) -> HttpResponse:
+    block = [0] * 6_000_000  # WAITER-ALLOC
+    async_events["waiting"].set()
+    await asyncio.wait_for(async_events["hog_done"].wait(), 10)  # WAITER-WAIT
+    size = len(block)
+    del block  # WAITER-FREE
+    return HttpResponse(PAGE.format(size))
+
+
+async def async_hog(request: HttpRequest) -> HttpResponse:
+    await asyncio.wait_for(async_events["waiting"].wait(), 10)
+    async_holds.append([0] * 13_000_000)  # HOG-ALLOC (~100 MB, kept until the test clears it)
+    async_events["hog_done"].set()
+    return HttpResponse(PAGE.format("hog"))
+
+
 urlpatterns = [
+    path("sync-alloc/", sync_alloc),
+    path("async-alloc/", async_alloc),
+    path("async-waiter/", async_waiter),
+    path("async-hog/", async_hog),
     path("measured/", measured),
     path("other/", other),
     path("memory/", shop_views.memory),

@@ -156,6 +156,23 @@ def test_view_that_raises_stops_tracing_and_shows_the_record(site):
 
 
 @pytest.mark.django_db
+def test_async_view_under_wsgi_is_measured_in_its_event_loop_thread(toolbar_client, site):
+    """Under WSGI Django runs an async view with async_to_sync, in an event loop in a new
+    thread (3.10/3.11: reached through threading.settrace; 3.12+: sys.monitoring)."""
+    import threading
+
+    run = toolbar_client("/async-alloc/")
+    assert run.response.status_code == 200
+    record = run.record(PANEL)
+    view_rows = rows(record, "async_alloc")
+    alloc = view_rows[lineno(line_memory_urls.async_alloc, "# ASYNC-ALLOC")]
+    assert (alloc[1] + alloc[4]) / MIB == pytest.approx(6_000_000 * 8 / MIB, rel=0.10)
+    assert alloc[1] == 0 or alloc[4] == 0
+    assert record["suspensions"] >= 1
+    assert sys.gettrace() is None and threading.gettrace() is None
+
+
+@pytest.mark.django_db
 def test_hot_loop_is_capped_and_says_what_was_cut(toolbar_client, site):
     with override_settings(DEBUG_TOOLBAR_PERF=perf(MAX_LINE_EVENTS=500)):
         run = toolbar_client("/hot-loop/")
@@ -217,7 +234,10 @@ def test_concurrent_request_on_a_threaded_server_changes_nothing(live_server, si
     alloc = view_rows[lineno(line_memory_urls.measured, "# MEASURED-ALLOC")]
     wait = view_rows[lineno(line_memory_urls.measured, "# MEASURED-WAIT")]
     free = view_rows[lineno(line_memory_urls.measured, "# MEASURED-FREE")]
-    assert alloc[1] / MIB == pytest.approx(big, rel=0.10)
+    # On a loaded machine the other request's thread can use over 0.2 ms of CPU (waking up)
+    # during the allocating line: the line is then flagged, its figure kept apart, not lost.
+    assert (alloc[1] + alloc[4]) / MIB == pytest.approx(big, rel=0.10)
+    assert alloc[1] == 0 or alloc[4] == 0
     # The free happens while the other request's toolbar may still be working: it is then
     # kept apart with the other threads' amounts, never lost and never mixed in silently.
     assert (free[1] + free[4]) / MIB == pytest.approx(-big, rel=0.10)
