@@ -61,13 +61,17 @@ def findings(record: dict[str, Any]) -> list[dict[str, Any]]:
             if threshold and site["count"] > threshold and called in EVALUATIONS:
                 what, fix = EVALUATIONS[called]
                 where = site.get("where") or {}
+                lead = f"{_where(site)} built {site['count']:,} {label} instances by {what}:"
+                tail = "A page rarely shows that many."
+                code = where.get("code", "")
                 out.append(
                     {
                         "level": "warning",
                         "kind": "evaluation",
                         "model": label,
-                        "text": f"{_where(site)} built {site['count']:,} {label} instances "
-                        f"by {what}: `{where.get('code', '')}`. A page rarely shows that many.",
+                        "text": f"{lead} `{code}`. {tail}",
+                        # the same sentence in parts, so the panel shows the line as <code>
+                        "parts": {"lead": lead, "code": code, "tail": tail},
                         "fix": fix,
                         "site": where,
                     }

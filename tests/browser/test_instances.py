@@ -24,6 +24,11 @@ def test_truthy_queryset_is_a_one_look_diagnosis(
     assert f"{reviews + 1:,}" in text  # every row, plus the one .first() builds again
     assert "if self.queryset:" in text
     assert "get_first_review" in text
+    # The toolbar's sheet makes every <code> a block; in this panel they stay in the line.
+    displays = panel.locator(".djdt-perf-instances code").evaluate_all(
+        "els => els.map(e => getComputedStyle(e).display)"
+    )
+    assert len(displays) > 5 and set(displays) == {"inline"}, displays
     screenshot(page, "instances-truthy")
 
 
