@@ -2,9 +2,16 @@
 
 Thin: capture and EXPLAIN live in ``engines/explain``, the plan model and the
 findings in ``analysis/plans*``. Everything shown is computed from the stored
-stats. The panel stays synchronous: under ASGI the toolbar disables it, because
-the EXPLAINs must run on the request's own connection while the view's
-parameters are live, which the end-of-request hooks cannot do in the event loop.
+stats.
+
+The EXPLAINs must run on the connection where the statements ran, while the
+view's parameters are live. Under WSGI that is the request thread, at the end of
+the view. Under ASGI the database work of the request (a sync view, the async
+ORM, ``sync_to_async``) runs in asgiref's thread-sensitive executor thread and the
+end of the request in the event loop, where a database call is not allowed: the
+panel finds that thread's connections before the view (:meth:`ExplainPanel.astart`)
+and hops back into it after the view (:meth:`ExplainPanel.astop`). Nothing touches
+the database in the event loop.
 """
 
 from __future__ import annotations
@@ -12,13 +19,14 @@ from __future__ import annotations
 from typing import Any
 
 import sqlparse
+from asgiref.sync import sync_to_async
 from debug_toolbar.forms import SignedDataForm
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
 from ..analysis.plans_findings import analyse
 from ..conf import get_config
-from ..engines.explain.capture import CaptureSession
+from ..engines.explain.capture import CaptureSession, current_task, install
 from ..scope import ViewTarget
 from .base import PerfPanel
 
@@ -29,14 +37,41 @@ class ExplainPanel(PerfPanel):
     extra_scripts = ("debug_toolbar_perf/js/explain.js",)
 
     def start(self, request: HttpRequest, target: ViewTarget) -> CaptureSession:
-        session = CaptureSession()
-        session.start()
+        cfg = get_config()["EXPLAIN"]
+        session = CaptureSession(
+            max_shapes=int(cfg["MAX_SHAPES"]), size_cap=int(cfg["SIZE_COUNT_CAP"])
+        )
+        if self.asgi:
+            # The executor thread's connections come in astart; until then (and if that
+            # fails) every shape is explained right after its first run, wherever it ran.
+            session.start(home={}, task=current_task())
+        else:
+            session.start()
         return session
+
+    async def astart(self, session: CaptureSession) -> None:
+        """ASGI, before the view: the connections of the thread where the request's database
+        work will run (asgiref's thread-sensitive executor), with the capture hook on them."""
+        session.home = await sync_to_async(install)(session.aliases)
+
+    async def astop(self, session: CaptureSession) -> None:
+        """ASGI, after the view: stop recording in the request's own context, then EXPLAIN
+        in the thread where the view's statements ran, on their connections."""
+        session.stop_capture()
+        await sync_to_async(session.explain_all)()
 
     def stop(self, session: CaptureSession) -> None:
         session.stop_capture()
-        cfg = get_config()["EXPLAIN"]
-        session.explain_all(int(cfg["MAX_SHAPES"]), int(cfg["SIZE_COUNT_CAP"]))
+        if session.explain_started:
+            return  # ASGI: done in astop, in the executor thread
+        if current_task() is not None:
+            # ASGI, in the event loop (astop did not run): a database call here would
+            # raise SynchronousOnlyOperation.
+            session.stats.notes.append(
+                "The end of the request ran in the event loop: shapes were not explained."
+            )
+            return
+        session.explain_all()
 
     def build_record(
         self, request: HttpRequest, response: HttpResponse, session: CaptureSession

@@ -153,19 +153,3 @@ def test_writes_are_listed_but_not_analysed_by_default(
         html = run.content("ExplainPanel")
     assert "UPDATE" in html and "ALLOW_ANALYZE_WRITES" in html
     assert 'djdt-perf-analyze"' not in html.split("UPDATE", 1)[1].split("</section>", 1)[0]
-
-
-def test_panel_is_sync_so_the_toolbar_disables_it_under_asgi() -> None:
-    """Under ASGI the end-of-request EXPLAINs could not touch the database from the event
-    loop; the panel declares itself synchronous and the toolbar turns it off there."""
-    from debug_toolbar.toolbar import DebugToolbar
-    from django.http import HttpResponse
-    from django.test import AsyncRequestFactory, RequestFactory
-
-    from debug_toolbar_perf.panels import ExplainPanel
-
-    assert ExplainPanel.is_async is False
-    asgi = DebugToolbar(AsyncRequestFactory().get("/"), lambda r: HttpResponse())
-    assert not asgi.get_panel_by_id("ExplainPanel").enabled
-    wsgi = DebugToolbar(RequestFactory().get("/"), lambda r: HttpResponse())
-    assert wsgi.get_panel_by_id("ExplainPanel").enabled

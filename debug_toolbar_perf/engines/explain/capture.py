@@ -1,37 +1,62 @@
 """Capture every statement of a request, group them by shape, EXPLAIN each shape once.
 
-Django's documented hook, ``connection.execute_wrapper()``, is installed on each
-database alias for the duration of the request. A ``DatabaseWrapper`` belongs to
-one thread (one async context), so a concurrent request on another thread never
-passes through our wrapper: no global state, nothing to filter.
+Finding the request's statements, on WSGI and ASGI alike:
 
-The EXPLAINs run at the end of the view, on the same connection, with the first
-instance's *live* parameters (their driver types intact), on a raw DB-API cursor
-from ``connection.create_cursor()``: it bypasses Django's ``CursorWrapper``, so
-execute wrappers, ``connection.queries``/``assertNumQueries`` and the toolbar's
-SQL panel (which patches ``connection.cursor``) never see the panel's statements.
+* One process-wide function, :func:`_dispatch`, sits first in the ``execute_wrappers``
+  (Django's documented hook) of every connection the panel meets: the request thread's at
+  the start (WSGI), those of asgiref's executor thread where the request's sync view and
+  async ORM calls run (ASGI, set up by the panel before the view), and any connection opened
+  later (``connection_created``). It stays installed and does nothing unless the current
+  *context* carries a capture session: a ContextVar set when the request starts.
+  ContextVars follow the request into asgiref's executor threads, so concurrent ASGI
+  requests sharing one thread and one connection each see only their own statements
+  (thread identity does not identify a request under ASGI). A thread the view starts is
+  followed only when started with ``contextvars.copy_context()``.
+* EXPLAIN runs on the connection where the statement ran, while the first instance's
+  *live* parameters (their driver types intact) are still there: at the end of the view,
+  in the request's thread (WSGI: the request thread; ASGI: the panel hops into asgiref's
+  thread-sensitive executor, where the sync view and the async ORM ran, before the toolbar
+  takes over in the event loop), highest impact first. A statement run on any other
+  connection (``sync_to_async(thread_sensitive=False)``, a thread with a copied context)
+  is explained right after its first successful run: that connection cannot be reached
+  later.
+* Every panel statement runs on ``connection.create_cursor()``, a raw DB-API cursor: it
+  bypasses Django's ``CursorWrapper``, so execute wrappers, ``connection.queries`` /
+  ``assertNumQueries`` and the toolbar's SQL panel (which patches ``connection.cursor``)
+  never see them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import hashlib
-import linecache
-import os
 import re
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.signals import setting_changed
 from django.db import connections
+from django.db.backends.signals import connection_created
 
 from ...analysis.plans import FULL_SCAN, PlanNode, number_nodes
-from ...scope import is_project_file
 from .params import encode_params, params_rebuildable
+from .sites import (
+    ASGI_BOUNDARY,
+    Hint,
+    Site,
+    frame_json,
+    make_hint,
+    site_of,
+    stack_of,
+    task_issuer,
+    walk,
+)
 from .vendors import Vendor, vendor_for
 
 # --- fingerprints ---------------------------------------------------------------------
@@ -43,26 +68,21 @@ _LIST = re.compile(r"\bIN\s*\(\s*\?(?:\s*,\s*\?)*\s*\)", re.IGNORECASE)
 _ROW = r"\(\s*\?(?:\s*,\s*\?)*\s*\)"
 _VALUES = re.compile(rf"\bVALUES\s*{_ROW}(?:\s*,\s*{_ROW})*", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
-_FP_CACHE: dict[str, tuple[str, str]] = {}
-_FP_CACHE_MAX = 4096
+_CACHE_MAX = 4096
+#: SQL text -> (kind, shape id, normalised SQL), for SELECT/INSERT/UPDATE/DELETE only
+#: (savepoint statements carry unique names: caching them would only churn the cache).
+_SQL_INFO: dict[str, tuple[str, str, str]] = {}
 
 
 def fingerprint(sql: str) -> tuple[str, str]:
     """``(shape_id, normalised_sql)``: literals and parameters become ``?``, lists ``(...)``."""
-    hit = _FP_CACHE.get(sql)
-    if hit is not None:
-        return hit
     text = _STRING.sub("?", sql)
     text = _NUMBER.sub("?", text)
     text = _PLACEHOLDER.sub("?", text)
     text = _LIST.sub("IN (...)", text)
     text = _VALUES.sub("VALUES (...)", text)
     text = _SPACE.sub(" ", text).strip()
-    result = (hashlib.sha1(text.encode()).hexdigest()[:12], text)
-    if len(_FP_CACHE) >= _FP_CACHE_MAX:
-        _FP_CACHE.clear()
-    _FP_CACHE[sql] = result
-    return result
+    return (hashlib.sha1(text.encode()).hexdigest()[:12], text)
 
 
 def statement_kind(sql: str) -> str:
@@ -82,92 +102,115 @@ def statement_kind(sql: str) -> str:
     return "other"
 
 
-# --- stacks -----------------------------------------------------------------------------
-
-_HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_SKIP_PREFIXES = (_HERE + os.sep,)
-MAX_STACK = 30
+_OTHER = ("other", "", "")
 
 
-def _is_internal(filename: str) -> bool:
-    return filename.startswith(_SKIP_PREFIXES)
+def sql_info(sql: str) -> tuple[str, str, str]:
+    """``(kind, shape_id, normalised_sql)``, computed once per distinct SQL text."""
+    info = _SQL_INFO.get(sql)
+    if info is not None:
+        return info
+    kind = statement_kind(sql)
+    if kind == "other":
+        return _OTHER
+    info = (kind, *fingerprint(sql))
+    if len(_SQL_INFO) >= _CACHE_MAX:
+        _SQL_INFO.clear()
+    _SQL_INFO[sql] = info
+    return info
 
 
-_PROJECT, _OUTSIDE, _SKIP = 1, 2, 0
-_CODE_CLASS: dict[Any, int] = {}
+# --- the dispatcher -------------------------------------------------------------------------
+
+_clock = time.perf_counter
+_getframe = sys._getframe
+
+_SESSION: contextvars.ContextVar[CaptureSession | None] = contextvars.ContextVar(
+    "debug_toolbar_perf.explain.session", default=None
+)
 
 
-def _classify(code: Any) -> int:
-    """Per code object, once: project code, other code outside Django and us, or skip."""
-    filename = code.co_filename
-    if is_project_file(filename):
-        cls = _PROJECT
-    elif not _is_internal(filename) and "/django/" not in filename:
-        cls = _OUTSIDE
-    else:
-        cls = _SKIP
-    if len(_CODE_CLASS) > 50_000:
-        _CODE_CLASS.clear()
-    _CODE_CLASS[code] = cls
-    return cls
+def current_session() -> CaptureSession | None:
+    """The capture session of the current context (request), if one is recording."""
+    return _SESSION.get()
 
 
-def _forget_classes(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("DEBUG_TOOLBAR_PERF", "BASE_DIR"):
-        _CODE_CLASS.clear()
+def _dispatch(
+    execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    """The one execute wrapper: times and records the statement for the current context's
+    session. Runs for every statement of a measured request: kept to the minimum."""
+    session = _SESSION.get()
+    if session is None or not session.active:
+        return execute(sql, params, many, context)
+    failed = True
+    start = _clock()
+    try:
+        result = execute(sql, params, many, context)
+        failed = False
+        return result
+    finally:
+        elapsed = _clock() - start
+        early = None
+        try:
+            with session._lock:
+                early = session._record(sql, params, many, context, elapsed, failed)
+        except Exception as exc:  # never break the user's query; say so in the panel
+            session._unrecorded(exc)
+        if early is not None:
+            session._explain_early(early, context["connection"])
 
 
-setting_changed.connect(_forget_classes, dispatch_uid="debug_toolbar_perf.explain.capture")
+def _add_dispatcher(connection: Any) -> None:
+    wrappers = connection.execute_wrappers
+    if not any(w is _dispatch for w in wrappers):
+        # First, so that a project's ``with connection.execute_wrapper(w):`` (which pops
+        # the *last* wrapper on exit) never removes ours, nor we theirs.
+        wrappers.insert(0, _dispatch)
 
 
-def issuing_frame(frame: Any) -> tuple[str, int, str]:
-    """The innermost project frame, else the innermost frame outside Django and us."""
-    fallback = None
-    f = frame
-    depth = 0
-    lookup = _CODE_CLASS.get
-    while f is not None and depth < 200:
-        code = f.f_code
-        cls = lookup(code)
-        if cls is None:
-            cls = _classify(code)
-        if cls == _PROJECT:
-            return (code.co_filename, f.f_lineno, code.co_name)
-        if cls == _OUTSIDE and fallback is None:
-            fallback = (code.co_filename, f.f_lineno, code.co_name)
-        f = f.f_back
-        depth += 1
-    if fallback:
-        return fallback
-    return (
-        (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name) if frame else ("?", 0, "?")
-    )
+def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
+    _add_dispatcher(connection)
 
 
-def stack_of(frame: Any) -> list[tuple[str, int, str]]:
-    out = []
-    f = frame
-    while f is not None and len(out) < MAX_STACK:
-        if not _is_internal(f.f_code.co_filename):
-            out.append((f.f_code.co_filename, f.f_lineno, f.f_code.co_name))
-        f = f.f_back
-    return out
+_listening = False
 
 
-def frame_json(filename: str, line: int, function: str) -> dict[str, Any]:
-    return {
-        "file": filename,
-        "line": line,
-        "function": function,
-        "project": is_project_file(filename),
-        "source": linecache.getline(filename, line).strip()[:300],
-    }
+def _listen() -> None:
+    """Every connection opened from now on, in any thread, gets the dispatcher."""
+    global _listening
+    if not _listening:
+        connection_created.connect(
+            _on_connection_created, dispatch_uid="debug_toolbar_perf.explain.dispatch"
+        )
+        _listening = True
+
+
+def install(aliases: Iterable[str] | None = None) -> dict[str, Any]:
+    """Put the dispatcher on this thread's connections (idempotent); return them by alias.
+
+    Also makes every connection opened later, in any thread, get it as it opens.
+    """
+    _listen()
+    found: dict[str, Any] = {}
+    for alias in aliases if aliases is not None else connections:
+        try:
+            conn = connections[alias]
+        except Exception:  # a broken alias: its statements cannot be captured anyway
+            continue
+        _add_dispatcher(conn)
+        found[alias] = conn
+    return found
+
+
+def dispatcher_installed(connection: Any) -> bool:
+    return any(w is _dispatch for w in connection.execute_wrappers)
 
 
 # --- the session --------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False, slots=True)  # slots: its fields are read on every statement
 class Shape:
     """Every statement of one shape on one alias, with the first instance kept live."""
 
@@ -178,15 +221,18 @@ class Shape:
     params: Any  # live driver objects, dropped after build_record
     kind: str
     many: bool
+    connection: Any = None  # where the first instance ran; dropped after the EXPLAIN
     count: int = 0
     total_s: float = 0.0
     max_s: float = 0.0
     errors: int = 0
-    lines: Counter[tuple[str, int, str]] = field(default_factory=Counter)
-    stack: list[tuple[str, int, str]] = field(default_factory=list)
+    lines: Counter[Site] = field(default_factory=Counter)
+    stack: list[Site] = field(default_factory=list)
+    hints: list[Hint] = field(default_factory=list)
     plan: dict[str, Any] | None = None
     plan_error: str | None = None
     skipped: str | None = None
+    explained: bool = False  # an EXPLAIN was attempted (plan or plan_error set)
     explain_ms: float | None = None
     table_rows: dict[str, list[Any]] = field(default_factory=dict)
 
@@ -196,14 +242,31 @@ class ExplainStats:
     explains: int = 0  # EXPLAIN statements issued
     size_lookups: int = 0
     explain_s: float = 0.0
+    early: int = 0  # shapes explained right away, on a connection of another thread
     notes: list[str] = field(default_factory=list)
 
 
-class CaptureSession:
-    """One request's statements on every alias, captured with ``execute_wrapper``."""
+#: The frames between :meth:`CaptureSession._record` and the caller of the wrappers
+#: (Django's ``_execute_with_wrappers``): _record <- _dispatch <- caller.
+_BASE = 2
+#: Places remembered per shape (an N+1 is often issued from two or three lines).
+MAX_HINTS = 4
 
-    def __init__(self, aliases: list[str] | None = None) -> None:
+
+class CaptureSession:
+    """One request's statements on every alias (or on ``aliases``)."""
+
+    def __init__(
+        self,
+        aliases: list[str] | None = None,
+        *,
+        max_shapes: int = 50,
+        size_cap: int = 1_000_000,
+    ) -> None:
         self.aliases = list(aliases if aliases is not None else connections)
+        self._alias_set = frozenset(self.aliases)
+        self.max_shapes = max_shapes
+        self.size_cap = size_cap
         self.shapes: dict[tuple[str, str], Shape] = {}
         self.vendors: dict[str, str] = {}
         self.statements = 0
@@ -211,31 +274,51 @@ class CaptureSession:
         self.unrecorded = 0
         self.query_s = 0.0
         self.stats = ExplainStats()
-        self._contexts: list[Any] = []
-        self._active = False
-        self._done = False
+        self.active = False
+        #: Connections of the thread where :meth:`explain_all` will run, by alias.
+        self.home: dict[str, Any] = {}
+        #: The asyncio task running the request (ASGI) and the event loop's thread: where
+        #: async callers are found.
+        self.task: Any = None
+        self.loop_thread: int | None = None
+        self._budget = max_shapes
+        self._sizes: dict[tuple[str, str], list[Any]] = {}
+        self._token: contextvars.Token[CaptureSession | None] | None = None
+        self._lock = threading.Lock()
+        self.explain_started = False
 
     # -- capture --------------------------------------------------------------------------
 
-    def start(self) -> None:
-        for alias in self.aliases:
-            conn = connections[alias]
-            self.vendors[alias] = conn.vendor
-            cm = conn.execute_wrapper(self)
-            cm.__enter__()
-            self._contexts.append(cm)
-        self._active = True
+    def start(self, home: dict[str, Any] | None = None, task: Any = None) -> None:
+        """Start recording in the current context.
+
+        ``home``: the connections of the thread where the end-of-view EXPLAINs will run
+        (ASGI: found by the panel in asgiref's executor thread). By default, this thread's.
+        """
+        _listen()
+        self.home = install(self.aliases) if home is None else dict(home)
+        self.task = task
+        self.loop_thread = threading.get_ident() if task is not None else None
+        self._token = _SESSION.set(self)
+        self.active = True
 
     def stop_capture(self) -> None:
-        """Remove our wrappers (idempotent; exceptions of one never strand another)."""
-        self._active = False
-        contexts, self._contexts = self._contexts, []
-        for cm in reversed(contexts):
-            # The list may have been reset by the view: nothing left to undo then.
-            with contextlib.suppress(Exception):
-                cm.__exit__(None, None, None)
+        """Stop recording (idempotent); forget the frames and task kept for locating callers."""
+        self.active = False
+        with self._lock:
+            self.task = None
+            for shape in self.shapes.values():
+                shape.hints.clear()
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _SESSION.reset(token)
+            except ValueError:
+                # Called from a copy of the request's context (asgiref's thread): the
+                # request's own context is left to the panel, which stops there too.
+                self._token = token
 
-    def __call__(
+    def capture(
         self,
         execute: Callable[..., Any],
         sql: Any,
@@ -243,24 +326,19 @@ class CaptureSession:
         many: bool,
         context: dict[str, Any],
     ) -> Any:
-        start = time.perf_counter()
-        failed = False
+        """Run and record one statement as the dispatcher does (for direct use)."""
+        token = _SESSION.set(self)
         try:
-            return execute(sql, params, many, context)
-        except BaseException:
-            failed = True
-            raise
+            return _dispatch(execute, sql, params, many, context)
         finally:
-            elapsed = time.perf_counter() - start
-            if self._active:
-                try:
-                    self._record(sql, params, many, context, elapsed, failed)
-                except Exception as exc:  # never break the user's query; say so in the panel
-                    self.unrecorded += 1
-                    if self.unrecorded == 1:
-                        self.stats.notes.append(
-                            f"Some statements were not recorded: {type(exc).__name__}: {exc}"[:500]
-                        )
+            _SESSION.reset(token)
+
+    def _unrecorded(self, exc: BaseException) -> None:
+        self.unrecorded += 1
+        if self.unrecorded == 1:
+            self.stats.notes.append(
+                f"Some statements were not recorded: {type(exc).__name__}: {exc}"[:500]
+            )
 
     def _record(
         self,
@@ -270,118 +348,205 @@ class CaptureSession:
         context: dict[str, Any],
         elapsed: float,
         failed: bool,
-    ) -> None:
+    ) -> Shape | None:
+        """Count one statement; return its shape when it must be explained right now."""
         conn = context["connection"]
-        if not isinstance(sql, str):
+        alias = conn.alias
+        if alias not in self._alias_set:
+            return None
+        if type(sql) is not str:
             try:
                 sql = sql.as_string(conn.connection)
             except Exception:
                 sql = str(sql)
         self.statements += 1
         self.query_s += elapsed
-        kind = statement_kind(sql)
+        info = _SQL_INFO.get(sql)
+        kind, shape_id, normal = info if info is not None else sql_info(sql)
         if kind == "other":
             self.other += 1
-            return
-        shape_id, normal = fingerprint(sql)
-        key = (conn.alias, shape_id)
+            return None
+        key = (alias, shape_id)
         shape = self.shapes.get(key)
-        frame = sys._getframe(2)
         if shape is None:
-            first = params[0] if many and params else params
             shape = Shape(
-                id=f"{conn.alias}-{shape_id}",
-                alias=conn.alias,
+                id=f"{alias}-{shape_id}",
+                alias=alias,
                 fingerprint=normal,
                 sql=sql,
-                params=first,
+                params=params[0] if many and params else params,
                 kind=kind,
                 many=many,
+                connection=conn,
             )
-            shape.stack = stack_of(frame)
+            shape.stack = stack_of(_getframe(_BASE), self.task, self.loop_thread)
             self.shapes[key] = shape
+            if alias not in self.vendors:
+                self.vendors[alias] = conn.vendor
+        elif shape.count == shape.errors and not failed:
+            # Every earlier instance failed: keep this one, which ran, for the EXPLAIN.
+            shape.sql = sql
+            shape.params = params[0] if many and params else params
+            shape.connection = conn
         shape.count += 1
         shape.total_s += elapsed
-        shape.max_s = max(shape.max_s, elapsed)
+        if elapsed > shape.max_s:
+            shape.max_s = elapsed
         if failed:
             shape.errors += 1
-        shape.lines[issuing_frame(frame)] += 1
+        for hint in shape.hints:  # a repeat from a place seen before: no walk (see .sites)
+            depth = hint.depth
+            try:
+                found = _getframe(_BASE + depth)
+            except ValueError:
+                continue
+            if (
+                found.f_code is hint.code
+                and found.f_lasti == hint.lasti
+                and _getframe(_BASE - 1 + depth).f_code is hint.callee
+                and (hint.frame is None or found is hint.frame)
+            ):
+                shape.lines[hint.site] += 1
+                break
+        else:
+            shape.lines[self._issuer(shape)] += 1
+        if (
+            not failed
+            and kind == "select"
+            and not shape.explained
+            and shape.skipped is None
+            and conn is not self.home.get(alias)
+        ):
+            # Another thread's connection: unreachable at the end of the view.
+            if self._budget <= 0:
+                shape.skipped = self._over_budget()
+                return None
+            self._budget -= 1
+            shape.explained = True
+            return shape
+        return None
+
+    def _issuer(self, shape: Shape) -> Site:
+        """The line that issued the statement being recorded, by a walk (see :mod:`.sites`);
+        remembers where it ended as a hint for the next statement of the shape."""
+        hints = shape.hints
+        frame = _getframe(_BASE + 1)
+        found, depth, project = walk(frame, ASGI_BOUNDARY if self.task is not None else None)
+        if not project and self.task is not None:
+            # ASGI, no project frame in this thread: the caller is an awaiting coroutine,
+            # which moves from one await to the next; never remembered.
+            awaiting = task_issuer(self.task, self.loop_thread)
+            return site_of(awaiting or found or frame)
+        if found is None:
+            return site_of(frame)
+        hint = make_hint(found, depth, project, _getframe(_BASE + depth) if depth else None)
+        if hint is not None:
+            hints.insert(0, hint)  # a shape issued from a few places: remember each
+            del hints[MAX_HINTS:]
+        return site_of(found)
 
     # -- explain ---------------------------------------------------------------------------
+
+    def _over_budget(self) -> str:
+        return f"over the limit of {self.max_shapes} shapes explained per request"
 
     def ordered_shapes(self) -> list[Shape]:
         """Highest impact first: count x total time."""
         return sorted(self.shapes.values(), key=lambda s: (s.total_s, s.count), reverse=True)
 
-    def explain_all(self, max_shapes: int, size_cap: int) -> None:
-        """EXPLAIN each SELECT shape once, on its own alias, while the connection is live."""
-        if self._done:
+    def explain_all(self, max_shapes: int | None = None, size_cap: int | None = None) -> None:
+        """EXPLAIN each SELECT shape not explained yet, on its alias's connection in this
+        thread (the request's), while the parameters are live. Idempotent."""
+        if self.explain_started:
             return
-        self._done = True
+        self.explain_started = True
+        if max_shapes is not None and max_shapes != self.max_shapes:
+            self._budget += max_shapes - self.max_shapes
+            self.max_shapes = max_shapes
+        if size_cap is not None:
+            self.size_cap = size_cap
         started = time.perf_counter()
         todo: dict[str, list[Shape]] = {}
-        budget = max_shapes
         for shape in self.ordered_shapes():
+            if shape.explained or shape.skipped:
+                continue
             if shape.kind != "select":
                 shape.skipped = "not a SELECT: not explained automatically"
                 continue
             if shape.errors == shape.count:
                 shape.skipped = "the statement failed"
                 continue
-            if budget <= 0:
-                shape.skipped = f"over the limit of {max_shapes} shapes explained per request"
+            if self._budget <= 0:
+                shape.skipped = self._over_budget()
                 continue
-            budget -= 1
+            self._budget -= 1
             todo.setdefault(shape.alias, []).append(shape)
         for alias, shapes in todo.items():
-            self._explain_alias(alias, shapes, size_cap)
+            self._explain_on(connections[alias], shapes)
         self.stats.explain_s += time.perf_counter() - started
 
-    def _explain_alias(self, alias: str, shapes: list[Shape], size_cap: int) -> None:
-        conn = connections[alias]
+    def _explain_early(self, shape: Shape, conn: Any) -> None:
+        """EXPLAIN a shape on the connection it just ran on (another thread's)."""
+        started = time.perf_counter()
+        try:
+            self._explain_on(conn, [shape])
+            self.stats.early += 1
+        except Exception as exc:  # never break the user's query
+            shape.plan_error = f"{type(exc).__name__}: {exc}"[:1000]
+        finally:
+            self.stats.explain_s += time.perf_counter() - started
+
+    def _explain_on(self, conn: Any, shapes: list[Shape]) -> None:
         vendor = vendor_for(conn)
         reason = vendor.cannot_run(conn)
+        for shape in shapes:
+            shape.explained = True
         if reason:
             for shape in shapes:
                 shape.skipped = reason
-            self.stats.notes.append(f"{alias}: {reason}")
+            note = f"{conn.alias}: {reason}"
+            if note not in self.stats.notes:
+                self.stats.notes.append(note)
             return
-        sizes: dict[str, list[Any]] = {}
         with vendor.session(conn) as run:
             for shape in shapes:
                 t0 = time.perf_counter()
                 try:
                     plan = run(lambda cur, s=shape: vendor.explain(cur, s.sql, s.params))
                     self.stats.explains += 1
-                    self._attach_sizes(run, vendor, plan, sizes, size_cap)
+                    self._attach_sizes(run, vendor, conn.alias, plan)
                     shape.plan = number_nodes(plan.to_json())
                 except Exception as exc:
                     self.stats.explains += 1
                     shape.plan_error = f"{type(exc).__name__}: {exc}"[:1000]
                 shape.explain_ms = round((time.perf_counter() - t0) * 1000, 3)
-                shape.table_rows = {t: sizes[t] for t in _relations(shape.plan) if t in sizes}
+                shape.table_rows = {
+                    t: self._sizes[(conn.alias, t)]
+                    for t in _relations(shape.plan)
+                    if (conn.alias, t) in self._sizes
+                }
+                shape.connection = None
 
-    def _attach_sizes(
-        self, run: Any, vendor: Vendor, plan: PlanNode, sizes: dict[str, list[Any]], cap: int
-    ) -> None:
+    def _attach_sizes(self, run: Any, vendor: Vendor, alias: str, plan: PlanNode) -> None:
         """Table sizes for every fully scanned relation, looked up once per request."""
         stack = [plan]
         while stack:
             node = stack.pop()
             stack.extend(node.children)
-            if node.kind != FULL_SCAN or not node.relation or node.relation in sizes:
+            key = (alias, node.relation or "")
+            if node.kind != FULL_SCAN or not node.relation or key in self._sizes:
                 continue
             try:
-                sizes[node.relation] = list(
-                    run(lambda cur, t=node.relation: vendor.table_rows(cur, t, cap))
+                self._sizes[key] = list(
+                    run(lambda cur, t=node.relation: vendor.table_rows(cur, t, self.size_cap))
                 )
                 self.stats.size_lookups += 1
             except Exception as exc:
-                sizes[node.relation] = [None, False, f"{type(exc).__name__}: {exc}"[:300]]
+                self._sizes[key] = [None, False, f"{type(exc).__name__}: {exc}"[:300]]
 
     # -- record -----------------------------------------------------------------------------
 
-    def to_record(self, max_shapes: int) -> dict[str, Any]:
+    def to_record(self, max_shapes: int | None = None) -> dict[str, Any]:
         shapes = []
         for shape in self.ordered_shapes():
             stored_params = encode_params(shape.params)
@@ -413,6 +578,7 @@ class CaptureSession:
                 }
             )
             shape.params = None  # live objects are not kept past the request
+            shape.connection = None
         return {
             "vendors": dict(self.vendors),
             "statements": self.statements,
@@ -422,9 +588,17 @@ class CaptureSession:
             "explains": self.stats.explains,
             "size_lookups": self.stats.size_lookups,
             "explain_ms": round(self.stats.explain_s * 1000, 3),
-            "max_shapes": max_shapes,
+            "explained_early": self.stats.early,
+            "max_shapes": self.max_shapes if max_shapes is None else max_shapes,
             "notes": list(self.stats.notes),
         }
+
+
+def current_task() -> Any:
+    """The running asyncio task, or None outside an event loop."""
+    with contextlib.suppress(RuntimeError):
+        return asyncio.current_task()
+    return None
 
 
 def _relations(plan: dict[str, Any] | None) -> set[str]:
