@@ -16,5 +16,8 @@ urlpatterns = [
     path("products/popular/", views.sorted_products, name="sorted"),
     path("categories/", views.categories, name="categories"),
     path("xss/", views.xss, name="xss"),
+    path("async/cpu/", views.async_cpu, name="async_cpu"),
+    path("async/orm/", views.async_orm, name="async_orm"),
+    path("async/alloc/", views.async_alloc, name="async_alloc"),
     *debug_toolbar_urls(),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from django.db.models import Count, OuterRef, Subquery
@@ -61,6 +62,25 @@ PAGES = [
         "HTML and JavaScript in code and SQL",
         "A source line, a function name and SQL holding </script><script>: every panel "
         "must show them as text, never run them.",
+    ),
+    (
+        "async_cpu",
+        "Async CPU page",
+        "An async view with a hot function, yielding to the event loop halfway. Under ASGI "
+        "(uvicorn) it runs in the event-loop thread, interleaved with other requests: the "
+        "sampling profiler must show only this request's frames.",
+    ),
+    (
+        "async_orm",
+        "Async ORM page",
+        "An async view using the async ORM: 40 Review instances and two queries on "
+        "shop_review, run in asgiref's executor thread. Instances and Explain panels.",
+    ),
+    (
+        "async_alloc",
+        "Async allocations across awaits",
+        "Allocates on one line five times, awaiting asyncio.sleep in between, so other "
+        "requests run meanwhile. Line memory panel: one call, five occurrences.",
     ),
 ]
 
@@ -256,3 +276,71 @@ def xss(request: HttpRequest) -> HttpResponse:
         "shop/simple.html",
         {"title": "Escaping", "value": f"{len(data)} {spun} {XSS} {', '.join(names)}"},
     )
+
+
+# --- async views (ASGI) -------------------------------------------------------------------
+# Under an ASGI server these run in the event-loop thread, interleaved at every ``await``
+# with other requests' coroutines; the ORM work of ``async_orm`` runs in asgiref's
+# executor thread. Each panel must still show only its own request's data.
+
+#: How many Review instances the async ORM page builds (the reliability tests count them).
+ASYNC_ORM_REVIEWS = 40
+#: How many times the async allocation page allocates (and awaits).
+ASYNC_ALLOC_ROUNDS = 5
+
+
+def slow_collatz(limit: int) -> int:
+    """A hot function of the async CPU page (a name no sync page uses)."""
+    longest = 0
+    for start in range(1, limit):
+        n, steps = start, 0
+        while n != 1:
+            n = n // 2 if n % 2 == 0 else 3 * n + 1
+            steps += 1
+        longest = max(longest, steps)
+    return longest
+
+
+def slow_digit_sums(limit: int) -> int:
+    """The other hot function: two concurrent requests of the same async view, each with its
+    own hot function, show whether one request's profile picks up the other's frames."""
+    total = 0
+    for start in range(limit * 12):
+        n = start
+        while n:
+            total += n % 10
+            n //= 10
+    return total
+
+
+HOT_FUNCTIONS = {"collatz": slow_collatz, "digits": slow_digit_sums}
+
+
+async def async_cpu(request: HttpRequest) -> HttpResponse:
+    hot = HOT_FUNCTIONS[request.GET.get("fn", "collatz")]
+    limit = int(request.GET.get("n", 20000))
+    first = hot(limit // 2)
+    await asyncio.sleep(0)  # let other requests' coroutines run in this thread
+    second = hot(limit)
+    context = {"title": f"Async CPU ({hot.__name__})", "value": f"{first} {second}"}
+    return render(request, "shop/simple.html", context)
+
+
+async def async_orm(request: HttpRequest) -> HttpResponse:
+    reviews = [r async for r in Review.objects.order_by("pk")[:ASYNC_ORM_REVIEWS]]
+    five_stars = await Review.objects.filter(rating=5).acount()
+    title = f"Async ORM ({five_stars} five-star reviews)"
+    rows = [(r.text, r.rating, r.product_id) for r in reviews]
+    return render(request, "shop/products.html", {"rows": rows, "title": title})
+
+
+async def async_alloc(request: HttpRequest) -> HttpResponse:
+    chunks = []
+    for i in range(ASYNC_ALLOC_ROUNDS):
+        chunks.append([i] * 250_000)  # ~1.9 MiB each round: the allocating line
+        await asyncio.sleep(0.005)  # other requests run (and allocate) meanwhile
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+    context = {"title": "Async allocations", "value": total}
+    return render(request, "shop/simple.html", context)

@@ -16,6 +16,8 @@ urlpatterns = [
     path("r/aborted/", views.aborted),
     path("r/aborted-atomic/", views.aborted_atomic),
     path("r/probe/", views.probe),
+    path("r/aprobe/", views.aprobe),
+    path("r/memstats/", views.memstats),
     path("r/any/<path:rest>", views.any_path),
     *[p for p in demo_urlpatterns if getattr(p, "app_name", None) != "djdt"],
     # Built from the current panel list (debug_toolbar.urls is frozen at its first import).
