@@ -1,4 +1,5 @@
-"""Benchmark settings: the demo site on a throw-away SQLite file (and PostgreSQL when reachable)."""
+"""Benchmark settings: the demo site on a throw-away SQLite file (and PostgreSQL and MariaDB
+when reachable)."""
 
 import os
 import sys
@@ -19,6 +20,9 @@ DATABASES = {"default": databases.sqlite(BENCH_DIR / "bench.sqlite3")}
 if os.environ.get("PERF_BENCH_PG", "1") == "1":
     DATABASES["postgres"] = databases.postgres("perf_bench")
     DATABASES["postgres"]["TEST"] = {"NAME": "perf_bench"}
+if os.environ.get("PERF_BENCH_MARIADB", "1") == "1":  # the explain suite's third engine
+    DATABASES["mariadb"] = databases.mariadb("perf_bench")
+    DATABASES["mariadb"]["TEST"] = {"NAME": "perf_bench"}
 
 DEBUG = True
 LOGGING = {"version": 1, "disable_existing_loggers": False}

@@ -1,12 +1,20 @@
 """SamplingProfilerPanel against the toolbar's ProfilingPanel (cProfile) and pyinstrument.
 
-Three comparisons, each in one process with the variants interleaved:
+Four comparisons, each in one process with the variants interleaved:
 
-1. the demo's CPU page at ~20 ms and ~500 ms: toolbar alone, our panel (default engine),
-   DDT's ProfilingPanel, pyinstrument's ``ProfilerMiddleware`` (HTML file per request);
-2. the ~20 ms page with 2 M extra live objects (a large heap): our default against vmprof
+1. the demo's CPU page, short (n=600: 12-20 ms) and long (n=6500: 110-140 ms on our 2-core
+   machines; the overhead ratio falls as the page grows): toolbar alone, our panel (default
+   engine, the thread sampler by name, the thread sampler at the former 1 ms interval), DDT's
+   ProfilingPanel, pyinstrument's ``ProfilerMiddleware`` (HTML file per request);
+2. the same pages under ASGI (Django's AsyncClient: a sync view in asgiref's executor
+   thread, an async view on the event loop), where the sampler follows the request's view
+   call across every thread;
+3. the short page with 2 M extra live objects (a large heap): our default against vmprof
    with its own ``disable()``, which walks every object to name the sampled code;
-3. stored stats size and server-side render time for synthetic 1-60 s profiles.
+4. stored stats size and server-side render time for synthetic 1-60 s profiles.
+
+Besides wall-clock ratios, the notes give CPU-time ratios (request thread and process): on a
+loaded shared machine two identical variants differ by up to 20% in wall time, by ~2% in CPU.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from typing import Any
 
 from django.conf import settings
 
+from debug_toolbar_perf.analysis import calltree
+
 from ..harness import Result, Variant, measure
 from .common import PERF, baseline, getter, panels
 
@@ -30,12 +40,19 @@ SAMPLING = PERF + "SamplingProfilerPanel"
 PROFILING = "debug_toolbar.panels.profiling.ProfilingPanel"
 PYINSTRUMENT = "pyinstrument.middleware.ProfilerMiddleware"
 GOAL = "≤ 5%"
-SMALL = ("CPU page ~20 ms (/cpu/?n=600)", "/cpu/?n=600")
-LARGE = ("CPU page ~500 ms (/cpu/?n=6500)", "/cpu/?n=6500")
+SMALL = ("CPU page, short (/cpu/?n=600)", "/cpu/?n=600")
+LARGE = ("CPU page, long (/cpu/?n=6500)", "/cpu/?n=6500")
+ASGI_SYNC = ("ASGI, sync view (/cpu/?n=6500)", "/cpu/?n=6500")
+ASGI_ASYNC = ("ASGI, async view (/async/cpu/?n=12000)", "/async/cpu/?n=12000")
+FAST = "SamplingProfilerPanel, thread, INTERVAL_MS=1"
+BASELINE = "toolbar on, our panels off"
 
 # Records of our panel, per variant, collected while that variant is active.
 _active: dict[str, str | None] = {"variant": None}
 _records: dict[str, list[dict[str, Any]]] = defaultdict(list)
+#: CPU seconds per request, per variant: (request thread, whole process). Wall-clock ratios on
+#: a loaded machine swing by +-20% between identical variants; CPU time by about +-2%.
+_cpu: dict[str, list[tuple[float, float]]] = defaultdict(list)
 _toolbars: list[Any] = []
 
 
@@ -49,7 +66,9 @@ def _listen() -> None:
     )
 
 
-def _tagged(name: str, setup: Callable[[], AbstractContextManager[Any]]) -> Variant:
+def _tagged(
+    name: str, setup: Callable[[], AbstractContextManager[Any]], baseline: bool = False
+) -> Variant:
     @contextmanager
     def run() -> Iterator[None]:
         with setup():
@@ -59,10 +78,29 @@ def _tagged(name: str, setup: Callable[[], AbstractContextManager[Any]]) -> Vari
             finally:
                 _active["variant"] = None
 
-    return Variant(name, run)
+    return Variant(name, run, baseline=baseline)
 
 
-def _recording(path: str) -> Callable[[], None]:
+def _baseline() -> Variant:
+    return _tagged(BASELINE, baseline().setup, baseline=True)
+
+
+def _asgi_getter(path: str) -> Callable[[], None]:
+    """One request through Django's AsyncClient: the real ASGI handler (an ASGIRequest)."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    fetch = async_to_sync(AsyncClient().get)
+
+    def run() -> None:
+        response = fetch(path)
+        if response.status_code != 200:
+            raise RuntimeError(f"{path} answered {response.status_code}")
+
+    return run
+
+
+def _recording(path: str, asgi: bool = False) -> Callable[[], None]:
     # A test client loads the middleware chain on its first request and keeps it, so each
     # MIDDLEWARE list (pyinstrument's variant adds one) gets its own client.
     clients: dict[tuple[str, ...], Callable[[], None]] = {}
@@ -71,9 +109,12 @@ def _recording(path: str) -> Callable[[], None]:
         _toolbars.clear()
         key = tuple(settings.MIDDLEWARE)
         if key not in clients:
-            clients[key] = getter(path)
+            clients[key] = _asgi_getter(path) if asgi else getter(path)
+        thread0, process0 = time.thread_time(), time.process_time()
         clients[key]()
         name = _active["variant"]
+        if name:
+            _cpu[name].append((time.thread_time() - thread0, time.process_time() - process0))
         if name and _toolbars:
             try:
                 panel = _toolbars[-1].get_panel_by_id("SamplingProfilerPanel")
@@ -98,6 +139,30 @@ def _ours(name: str, **sampling: Any) -> Variant:
     return _tagged(name, panels(SAMPLING, perf={"SAMPLING": sampling} if sampling else {}))
 
 
+def _cpu_ratios(results: list[Result], asgi: bool) -> None:
+    """Add CPU-time ratios to the notes: the request thread's (WSGI: the test client runs
+    the request in this thread) and the whole process's (sampler thread included)."""
+    cpu = {r.variant: _cpu.pop(r.variant, []) for r in results}
+    base = cpu.get(BASELINE) or []
+    if not base:
+        return
+    base_thread = statistics.median(c[0] for c in base)
+    base_process = statistics.median(c[1] for c in base)
+    for r in results:
+        if r.variant == BASELINE or not cpu.get(r.variant):
+            continue
+        thread = statistics.median(c[0] for c in cpu[r.variant]) / base_thread
+        process = statistics.median(c[1] for c in cpu[r.variant]) / base_process
+        text = (
+            f"process CPU x{process:.3f}"
+            if asgi
+            else f"request-thread CPU x{thread:.3f}, process CPU x{process:.3f}"
+        )
+        r.extra["cpu"] = text
+        note = r.extra.get("note") or f"{r.workload}, {r.variant}."
+        r.extra["note"] = f"{note.rstrip('.')}; {text} (medians, vs the baseline's)."
+
+
 def _annotate(results: list[Result], ours: set[str]) -> None:
     for r in results:
         if r.variant not in ours:
@@ -109,13 +174,16 @@ def _annotate(results: list[Result], ours: set[str]) -> None:
         if recs:
             rate = statistics.median(float(x.get("rate_hz") or 0) for x in recs)
             engines = sorted({x.get("engine", "?") for x in recs})
-            over = statistics.median(sum((x.get("overhead_ms") or {}).values()) for x in recs)
+            over = statistics.median(
+                calltree.request_overhead_ms(x.get("overhead_ms") or {}) for x in recs
+            )
             disable = [x["overhead_ms"]["disable"] for x in recs if "disable" in x["overhead_ms"]]
             walk = [x["overhead_ms"].get("code_walk", 0.0) for x in recs]
+            samples = statistics.median(float(x.get("samples") or 0) for x in recs)
             note = (
                 f"{r.workload}, {r.variant}: engine {'/'.join(engines)}, achieved "
-                f"{rate:.0f} samples/s (median), the panel's own recorded overhead "
-                f"{over:.1f} ms/request"
+                f"{rate:.0f} samples/s (median; {samples:.0f} samples in the view), the "
+                f"panel's own recorded overhead {over:.1f} ms/request"
             )
             if disable:
                 note += f", vmprof disable() median {statistics.median(disable):.1f} ms"
@@ -126,20 +194,22 @@ def _annotate(results: list[Result], ours: set[str]) -> None:
 
 def _page_comparison(quick: bool) -> list[Result]:
     ours = {"SamplingProfilerPanel (default engine)"}
-    variants = [baseline(), _ours("SamplingProfilerPanel (default engine)")]
+    variants = [_baseline(), _ours("SamplingProfilerPanel (default engine)")]
     if not quick:
         variants.append(_ours("SamplingProfilerPanel, ENGINE='thread'", ENGINE="thread"))
         ours.add("SamplingProfilerPanel, ENGINE='thread'")
+        variants.append(_ours(FAST, ENGINE="thread", INTERVAL_MS=1.0))
+        ours.add(FAST)
         if _vmprof_usable():
             name = "SamplingProfilerPanel, vmprof naming code by its own disable()"
             variants.append(_ours(name, ENGINE="vmprof", VMPROF_NAMES="heap"))
             ours.add(name)
-    variants.append(Variant("toolbar ProfilingPanel (cProfile)", panels(PROFILING)))
+    variants.append(_tagged("toolbar ProfilingPanel (cProfile)", panels(PROFILING)))
     try:
         import pyinstrument  # noqa: F401
 
         middleware = [*settings.MIDDLEWARE, PYINSTRUMENT]
-        variants.append(Variant("pyinstrument ProfilerMiddleware", panels(MIDDLEWARE=middleware)))
+        variants.append(_tagged("pyinstrument ProfilerMiddleware", panels(MIDDLEWARE=middleware)))
     except ImportError:
         pass
     results: list[Result] = []
@@ -153,9 +223,38 @@ def _page_comparison(quick: bool) -> list[Result]:
             rounds=rounds,
         )
         _annotate(rows, ours)
+        _cpu_ratios(rows, asgi=False)
         results += rows
     if not any(v.name.startswith("pyinstrument") for v in variants):
         results[-1].extra["note"] = "pyinstrument is not installed: its variant was skipped."
+    return results
+
+
+def _asgi(quick: bool) -> list[Result]:
+    """Under ASGI the sampler scans every thread and keeps the request's own view call."""
+    from debug_toolbar_perf.engines import sampler
+
+    if sampler.follow_refusal() is not None:  # Python 3.11: nothing is sampled under ASGI
+        print("SamplingProfilerPanel under ASGI: skipped, refused on this Python (3.11)")
+        return []
+    name = "SamplingProfilerPanel (default engine)"
+    variants = [_baseline(), _ours(name)]
+    ours = {name}
+    if not quick:
+        variants.append(_ours(FAST, ENGINE="thread", INTERVAL_MS=1.0))
+        ours.add(FAST)
+    results: list[Result] = []
+    for label, path in (ASGI_SYNC, ASGI_ASYNC):
+        rows = measure(
+            "SamplingProfilerPanel under ASGI (AsyncClient)",
+            label,
+            _recording(path, asgi=True),
+            variants,
+            rounds=2 if quick else 9,
+        )
+        _annotate(rows, ours)
+        _cpu_ratios(rows, asgi=True)
+        results += rows
     return results
 
 
@@ -165,7 +264,7 @@ def _large_heap(quick: bool) -> list[Result]:
     try:
         name = "SamplingProfilerPanel (default engine)"
         ours = {name}
-        variants = [baseline(), _ours(name)]
+        variants = [_baseline(), _ours(name)]
         if _vmprof_usable():
             heap = "SamplingProfilerPanel, vmprof naming code by its own disable()"
             variants.append(_ours(heap, ENGINE="vmprof", VMPROF_NAMES="heap"))
@@ -178,6 +277,7 @@ def _large_heap(quick: bool) -> list[Result]:
             rounds=3 if quick else 15,
         )
         _annotate(rows, ours)
+        _cpu_ratios(rows, asgi=False)
         return rows
     finally:
         del ballast
@@ -253,4 +353,4 @@ def _stats_size(quick: bool) -> list[Result]:
 
 def run(quick: bool) -> list[Result]:
     _listen()
-    return [*_page_comparison(quick), *_large_heap(quick), *_stats_size(quick)]
+    return [*_page_comparison(quick), *_asgi(quick), *_large_heap(quick), *_stats_size(quick)]
