@@ -32,7 +32,8 @@ thread ran during it. When memory changed over an interval we read the process a
 thread CPU clocks (1.3 us, so not on the many lines where nothing changed); if other
 threads used more than 0.2 ms of CPU since the clocks were last read (a window that
 holds the interval and at most 15 unchanged lines before it), the change is kept apart
-("others ran") instead of being added to the line's increment. Amounts in the Increment column were measured while nothing else ran.
+("others ran") instead of being added to the line's increment. Amounts in the
+Increment column were measured while nothing else ran.
 Limit: an allocation by another thread that costs it under 0.2 ms of CPU (e.g. a
 large calloc'd block under tracemalloc) is not detected.
 """
