@@ -1218,23 +1218,16 @@ def start_session(
             EngineChoice("none", refusal), None, notes=[refusal], mode=mode, interval_ms=interval_ms
         )
     if follow_why is not None:
-        refusal = follow_refusal()
-        if refusal is not None:  # walking other threads' stacks can crash this interpreter
+        # Refused where walking other threads' stacks can crash this interpreter (3.11);
+        # not sampled when the view to follow is unknown (never a mixed profile).
+        why_not = follow_refusal() or (FOLLOW_UNRESOLVED if follow is None else None)
+        if why_not is not None:
             return SamplingSession(
-                EngineChoice("none", refusal),
+                EngineChoice("none", why_not),
                 None,
                 mode=mode,
                 interval_ms=interval_ms,
-                not_sampled=refusal,
-                followed=True,
-            )
-        if follow is None:
-            return SamplingSession(
-                EngineChoice("none", FOLLOW_UNRESOLVED),
-                None,
-                mode=mode,
-                interval_ms=interval_ms,
-                not_sampled=FOLLOW_UNRESOLVED,
+                not_sampled=why_not,
                 followed=True,
             )
         why = FOLLOW_REASONS[follow_why]
