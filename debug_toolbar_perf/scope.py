@@ -14,6 +14,7 @@ import inspect
 import os
 import sys
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, partial
 from types import CodeType, FunctionType
@@ -164,12 +165,25 @@ def function_code(obj: Any) -> CodeType | None:
     return None
 
 
+#: Clearers of caches derived from :func:`is_project_file` (per-code classifications kept
+#: by engines), run whenever the project paths may have changed.
+_derived_clearers: list[Callable[[], None]] = []
+
+
+def on_project_paths_changed(clear: Callable[[], None]) -> Callable[[], None]:
+    """Register ``clear`` to run when the settings behind :func:`is_project_file` change."""
+    _derived_clearers.append(clear)
+    return clear
+
+
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in ("DEBUG_TOOLBAR_PERF", "BASE_DIR"):
         # Only what depends on settings: the library roots and real paths depend on the
         # interpreter alone, and rebuilding them cost ~0.8 ms on the next profiled request.
         for f in (_project_roots, is_project_file):
             f.cache_clear()
+        for clear in _derived_clearers:
+            clear()
 
 
 from django.core.signals import setting_changed  # noqa: E402

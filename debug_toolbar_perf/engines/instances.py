@@ -47,13 +47,12 @@ from dataclasses import dataclass, field
 from types import CodeType, FrameType
 from typing import Any
 
-from django.core.signals import setting_changed
 from django.db.models import Model
 from django.db.models.signals import post_init
 from django.dispatch import Signal
 
 from ..context import RequestLocal
-from ..scope import is_project_file
+from ..scope import is_project_file, on_project_paths_changed
 
 #: Frames kept for one captured stack (innermost first).
 MAX_STACK = 60
@@ -96,18 +95,11 @@ def _model_init_codes(model: type) -> frozenset[CodeType]:
     return frozenset(codes)
 
 
-def clear_code_cache(**kwargs: Any) -> None:
+@on_project_paths_changed
+def clear_code_cache() -> None:
     """Forget which code objects are project code (after PROJECT_PATHS changes)."""
     _project_code.clear()
     _init_codes.clear()
-
-
-def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("DEBUG_TOOLBAR_PERF", "BASE_DIR"):
-        clear_code_cache()
-
-
-setting_changed.connect(_on_setting_changed, dispatch_uid="debug_toolbar_perf.engines.instances")
 
 
 @dataclass

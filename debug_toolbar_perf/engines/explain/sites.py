@@ -32,9 +32,7 @@ import sys
 import sysconfig
 from typing import Any
 
-from django.core.signals import setting_changed
-
-from ...scope import is_project_file
+from ...scope import is_project_file, on_project_paths_changed
 
 #: ``(filename, line, function)``.
 Site = tuple[str, int, str]
@@ -92,17 +90,10 @@ def classify(code: Any) -> int:
     return cls
 
 
+@on_project_paths_changed
 def _forget() -> None:
     _CODE_CLASS.clear()
     _KEEP.clear()
-
-
-def _forget_classes(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("DEBUG_TOOLBAR_PERF", "BASE_DIR"):
-        _forget()
-
-
-setting_changed.connect(_forget_classes, dispatch_uid="debug_toolbar_perf.explain.sites")
 
 
 def site_of(frame: Any) -> Site:
