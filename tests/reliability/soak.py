@@ -39,6 +39,7 @@ from .test_servers import (
     rss_kib,
     seed_database,
     start,
+    stop,
     worker_pid,
 )
 
@@ -138,8 +139,7 @@ def run(variant: str, db: Path, args: argparse.Namespace, log_dir: Path) -> dict
             )
         trimmed = memstats(base, trim="1")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
     after = [p for p in points if p[0] > args.warmup]
     return {
         "variant": variant,
