@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import dis
+import functools
 import inspect
 import os
 import sys
@@ -64,6 +65,9 @@ CAP_LINE = 0
 OTHER_CPU_NS = 200_000
 #: Lines without a memory change after which the 'did others run?' window restarts (2**k-1).
 WINDOW_MASK = 15
+#: Changes charged together, on one reading of the CPU clocks.
+PENDING_CHANGES = 4
+PENDING_SLOTS = 2 * PENDING_CHANGES
 TOOL_NAME = "debug_toolbar_perf"
 #: Threads of this package whose CPU is not "another thread" for the isolation check: the
 #: sampling profiler's thread runs all through the request and allocates little.
@@ -183,6 +187,11 @@ class MemorySource:
 
     def __init__(self) -> None:
         self.read: Callable[[], int] = lambda: 0
+        #: ``raw()`` is the cheapest reading that changes whenever memory does, and
+        #: ``value(raw())`` is what ``read()`` returns: the per-line hot path converts only
+        #: a reading that differs from the last one (most lines change nothing).
+        self.raw: Callable[[], Any] = self.read
+        self.value: Callable[[Any], int] = int
         self.notes: list[str] = []
 
     def close(self) -> None:
@@ -211,12 +220,15 @@ class RSSSource(MemorySource):
         if fd is not None:
             self._fd = fd
             page = os.sysconf("SC_PAGE_SIZE")
-            pread = os.pread
+            raw = functools.partial(os.pread, fd, 64, 0)
+
+            def value(statm: bytes) -> int:
+                return int(statm.split()[1]) * page
 
             def read() -> int:
-                return int(pread(fd, 64, 0).split()[1]) * page
+                return value(raw())
 
-            self.read = read
+            self.read, self.raw, self.value = read, raw, value
             self.how = "/proc/self/statm"
         else:  # not Linux: psutil, one Process object (memory_profiler builds one per line)
             import psutil
@@ -227,7 +239,7 @@ class RSSSource(MemorySource):
             def read_psutil() -> int:
                 return memory_info().rss
 
-            self.read = read_psutil
+            self.read = self.raw = read_psutil
             self.how = "psutil"
 
     def close(self) -> None:
@@ -265,7 +277,7 @@ class TracemallocSource(MemorySource):
         def read() -> int:
             return get()[0]
 
-        self.read = read
+        self.read = self.raw = read
         self.how = "tracemalloc.get_traced_memory()"
         self._closed = False
 
@@ -342,6 +354,10 @@ class LineMemorySession:
         self.own_threads: list[str] = []
         self._own_clocks: list[list[int]] = []
         self._x0 = 0
+        #: changes measured but not yet charged: [record, change, record, change, ...].
+        #: The CPU clocks that tell whether other threads ran are read once per
+        #: ``PENDING_CHANGES`` changes (see ``_make_on_line``), which then share one verdict.
+        self._pending: list[Any] = []
         self._tracer: Any = None
         self._token: Any = None
         self._stopped = False
@@ -435,6 +451,7 @@ class LineMemorySession:
         m = self.end_mem = source.read()
         while self.stack:  # frames still open (untraced at the cap, or a fault): close them
             self._close(self.stack.pop(), m)
+        self._settle()
         self.suspended.clear()
         if m > self.peak:
             self.peak = m
@@ -483,13 +500,21 @@ class LineMemorySession:
             total += entry[1]
         return total
 
-    def _others_ran(self) -> bool:
-        """Did other threads use CPU since the last check? Resets the window."""
+    def _settle(self) -> bool:
+        """Did other threads use CPU in the window (since the clocks were last read)?
+
+        Charges the changes deferred in that window by the verdict, and starts a new one.
+        """
         p, t = time.process_time_ns(), time.thread_time_ns()
         x = self._own_cpu() if self._own_clocks else 0
-        other = (p - self._p0) - (t - self._t0) - (x - self._x0)
+        others = (p - self._p0) - (t - self._t0) - (x - self._x0) > OTHER_CPU_NS
         self._p0, self._t0, self._x0 = p, t, x
-        return other > OTHER_CPU_NS
+        pending = self._pending
+        if pending:
+            for i in range(0, len(pending), 2):
+                self._charge(pending[i], pending[i + 1], others)
+            pending.clear()
+        return others
 
     def _charge(self, rec: list[int], d: int, others: bool) -> None:
         if not d:
@@ -506,7 +531,7 @@ class LineMemorySession:
         rec = st[_LINES].get(st[_LINE])
         if rec is None:
             rec = st[_LINES][st[_LINE]] = [0, 0, 0, 0, 0]
-        self._charge(rec, m - st[_MEM], self._others_ran())
+        self._charge(rec, m - st[_MEM], self._settle())
         rec[_LAST] = m
         st[_MEM] = m
         if m > self.peak:
@@ -518,10 +543,10 @@ class LineMemorySession:
         if lines is None:
             lines = self.lines[code] = {}
         self.calls[code] = self.calls.get(code, 0) + 1
-        self._p0, self._t0 = time.process_time_ns(), time.thread_time_ns()
-        if self._own_clocks:
-            self._x0 = self._own_cpu()
+        self._settle()  # the caller's deferred changes, then a window for this frame
         m = self._read()
+        if m > self.peak:
+            self.peak = m
         line = CAP_LINE if self.capped else code.co_firstlineno
         rec = lines.get(line)
         if rec is None:
@@ -539,7 +564,7 @@ class LineMemorySession:
         ``key`` is ``id(frame)``: the frame object itself is not kept, since holding a
         finished generator's frame would keep its locals alive (and in the figures).
         """
-        self._close(st, self._read())  # also restarts the CPU window (_p0, _x0)
+        self._close(st, self._read())  # also settles the CPU window (_p0, _x0)
         st[_FRAME] = None
         self.suspended[key] = (st, self._p0, self._x0)
 
@@ -556,8 +581,8 @@ class LineMemorySession:
             self.enter(code, frame)  # started before tracing began: a fresh state
             return
         st, p_parked, x_parked = entry
-        p, t = time.process_time_ns(), time.thread_time_ns()
-        x = self._own_cpu() if self._own_clocks else 0
+        self._settle()  # what ran before this resumed (its consumer's lines), and a new window
+        p, x = self._p0, self._x0
         m = self._read()
         if code.co_flags & inspect.CO_COROUTINE:
             self.suspensions += 1
@@ -571,11 +596,10 @@ class LineMemorySession:
                 self.suspensions_shared += 1
             self._charge(rec, m - st[_MEM], others)
             rec[_LAST] = m
-            if m > self.peak:
-                self.peak = m
+        if m > self.peak:
+            self.peak = m
         st[_MEM] = m
         st[_FRAME] = frame
-        self._p0, self._t0, self._x0 = p, t, x
         self.stack.append(st)
 
     def line(self, st: list[Any], lineno: int) -> None:
@@ -583,61 +607,55 @@ class LineMemorySession:
         self._on_line(st, lineno)
 
     def _make_on_line(self) -> Callable[[list[Any], int], None]:
-        """The per-line hot path as one closure (locals, no method calls: ~2x faster)."""
+        """The per-line hot path as one closure (locals, no method calls: ~2x faster).
+
+        Invariant it relies on: a frame state's memory (``st[_MEM]``) never exceeds
+        ``self.peak`` (every other place that sets it updates the peak), so the peak is
+        only checked when memory grew.
+        """
         session = self
-        read = self._read
-        fd = getattr(self.source, "_fd", None)
-        page = os.sysconf("SC_PAGE_SIZE") if fd is not None else 0
-        pread = os.pread
-        ptime = time.process_time_ns
-        ttime = time.thread_time_ns
-        own_cpu = self._own_cpu if self._own_clocks else None
+        raw_read = self.source.raw
+        value = self.source.value
+        pending = self._pending
+        settle = self._settle
         max_events = self.max_events
+        last_raw: Any = None
+        last_m = 0
 
         def on_line(st: list[Any], lineno: int) -> None:
+            nonlocal last_raw, last_m
             n = session.events = session.events + 1
             if n > max_events:
                 session.cap()
                 return
-            m = int(pread(fd, 64, 0).split()[1]) * page if fd is not None else read()
+            raw = raw_read()
+            if raw == last_raw:  # unchanged since the last line: skip the parse
+                m = last_m
+            else:
+                m = last_m = value(raw)
+                last_raw = raw
             lines = st[1]
             rec = lines[st[2]]
             d = m - st[3]
             if d:
-                # Did another thread use CPU since the clocks were last read? That window
-                # holds this interval (it may reach back a few unchanged lines: that can
-                # only flag more, never less). Read only when memory changed: 1.3 us saved
-                # on every other line.
-                p = ptime()
-                t = ttime()
-                if own_cpu is None:
-                    others = (p - session._p0) - (t - session._t0) > OTHER_CPU_NS
-                else:
-                    x = own_cpu()
-                    others = (p - session._p0) - (t - session._t0) - (
-                        x - session._x0
-                    ) > OTHER_CPU_NS
-                    session._x0 = x
-                session._p0 = p
-                session._t0 = t
-                if others:
-                    rec[3] += d
-                    rec[4] += 1
-                    session.shared_intervals += 1
-                else:
-                    rec[0] += d
+                # Charged once the clocks tell whether another thread used CPU meanwhile:
+                # they are read once per PENDING_CHANGES changes (1.3 us saved on most
+                # changed lines) and at the window's restart, so one verdict covers a few
+                # intervals. It can only flag more, never less.
+                pending.append(rec)
+                pending.append(d)
+                if len(pending) >= PENDING_SLOTS:
+                    settle()
+                st[3] = m
+                if m > session.peak:
+                    session.peak = m
             elif not n & WINDOW_MASK:
-                # Nothing changed for a while: start the window afresh, so CPU other threads
-                # used long before a change is not held against it.
-                session._p0 = ptime()
-                session._t0 = ttime()
-                if own_cpu is not None:
-                    session._x0 = own_cpu()
-            if m > session.peak:
-                session.peak = m
+                # Nothing changed for a while: settle what is pending and start the window
+                # afresh, so CPU other threads used long before a change is not held
+                # against it.
+                settle()
             rec[2] = m
             st[2] = lineno
-            st[3] = m
             rec = lines.get(lineno)
             if rec is None:
                 lines[lineno] = [0, 1, m, 0, 0]
@@ -722,7 +740,7 @@ class _MonitoringTracer:
             (ev.PY_START, self._on_start),
             (ev.PY_RESUME, self._on_resume),
             (ev.PY_THROW, self._on_throw),
-            (ev.LINE, self._on_line),
+            (ev.LINE, self._line_callback()),
             (ev.PY_RETURN, self._on_return),
             (ev.PY_YIELD, self._on_yield),
             (ev.PY_UNWIND, self._on_unwind),
@@ -808,16 +826,24 @@ class _MonitoringTracer:
     def _on_throw(self, code: CodeType, offset: int, exc: BaseException) -> None:
         self._on_resume(code, offset)
 
-    def _on_line(self, code: CodeType, lineno: int) -> None:
+    def _line_callback(self) -> Callable[[CodeType, int], None]:
+        """The LINE callback, a closure: the hottest path, so no attribute lookups."""
         s = self.s
-        if _current() is not s:
-            return
         stack = s.stack
-        if stack and stack[-1][0] is code:
-            try:
-                s._on_line(stack[-1], lineno)
-            except Exception as exc:
-                s.fail(exc)
+        on_line = s._on_line
+        fail = s.fail
+        current = _current
+
+        def on_line_event(code: CodeType, lineno: int) -> None:
+            if current() is s and stack:
+                st = stack[-1]
+                if st[0] is code:
+                    try:
+                        on_line(st, lineno)
+                    except Exception as exc:
+                        fail(exc)
+
+        return on_line_event
 
     def _on_return(self, code: CodeType, offset: int, value: Any) -> None:
         s = self.s
@@ -976,6 +1002,7 @@ class _SettraceTracer:
         self.untraced = False
         self.threads: set[int] = set()
         self.armed = False
+        self._local = self._make_local()
 
     def describe(self) -> str:
         return "sys.settrace (the request's thread)"
@@ -1073,8 +1100,39 @@ class _SettraceTracer:
                 frame.f_trace = None
         self.stop()
 
+    def _make_local(self) -> Callable[[Any, str, Any], None]:
+        """The target frames' own trace function: line events take the short path.
+
+        It returns None: for events other than "call" that leaves the frame's trace
+        function as it is (itself, or None where the cap or a fault cleared it), and
+        allocates nothing (``return self.trace`` builds a bound method per event).
+        """
+        s = self.s
+        stack = s.stack
+        on_line = s._on_line
+        trace = self.trace
+
+        def local(frame: Any, event: str, arg: Any) -> None:
+            if event == "line":
+                if stack:
+                    st = stack[-1]
+                    if st[5] is frame:
+                        try:
+                            on_line(st, frame.f_lineno)
+                        except Exception as exc:  # it would surface in the user's code
+                            s.fail(exc)
+                            frame.f_trace = None
+                return None
+            trace(frame, event, arg)
+            return None
+
+        return local
+
     def trace(self, frame: Any, event: str, arg: Any) -> Any:
-        """One function for every event, so memory_profiler's tracer can chain to it."""
+        """One function for every event, so memory_profiler's tracer can chain to it.
+
+        Target frames get :meth:`_make_local`'s function as their own trace function.
+        """
         s = self.s
         stack = s.stack
         try:
@@ -1104,7 +1162,7 @@ class _SettraceTracer:
                     s.enter(code, frame)
                 if s.capped:
                     frame.f_trace_lines = False
-                return self.trace
+                return self._local
             if event == "return" and stack and stack[-1][_FRAME] is frame:
                 if frame.f_code.co_flags & _SUSPENDS and _yielded(frame):
                     s.suspend(stack.pop(), id(frame))
