@@ -34,6 +34,14 @@ def loop(n: int) -> int:
     return total
 
 
+def grow(n: int) -> int:
+    """The worst case per event: every other line grows RSS (an 8 KiB block each time)."""
+    kept = []
+    for _ in range(n):
+        kept.append(b"x" * 8192)
+    return len(kept)
+
+
 @contextmanager
 def _tracemalloc() -> Iterator[None]:
     tracemalloc.start()
@@ -115,19 +123,26 @@ def _pages(quick: bool) -> list[Result]:
 
 
 def _per_event(quick: bool) -> list[Result]:
+    workloads = [
+        (loop, 5_000 if quick else 20_000, "memory unchanged"),
+        (grow, 1_000 if quick else 4_000, "RSS grows on every other line (worst case)"),
+    ]
+    return [row for func, n, what in workloads for row in _per_event_of(func, n, what, quick)]
+
+
+def _per_event_of(func: Callable[[int], int], n: int, what: str, quick: bool) -> list[Result]:
     from memory_profiler import profile
 
     from debug_toolbar_perf.engines.line_memory import LineMemorySession
 
-    n = 5_000 if quick else 20_000
-    current: dict[str, Callable[[int], int]] = {"f": loop}
+    current: dict[str, Callable[[int], int]] = {"f": func}
     events = {"n": 0}
 
     def ours(backend: str) -> Callable[[], AbstractContextManager[Any]]:
         @contextmanager
         def cm() -> Iterator[None]:
             session = LineMemorySession(
-                {loop.__code__: ("loop", "benchmark")}, backend=backend, max_events=10**9
+                {func.__code__: (func.__name__, "benchmark")}, backend=backend, max_events=10**9
             ).start()
             if session.problem:
                 raise RuntimeError(session.problem)
@@ -141,18 +156,18 @@ def _per_event(quick: bool) -> list[Result]:
 
     @contextmanager
     def mp() -> Iterator[None]:
-        current["f"] = profile(loop, stream=DEVNULL)
+        current["f"] = profile(func, stream=DEVNULL)
         try:
             yield
         finally:
-            current["f"] = loop
+            current["f"] = func
 
     def run() -> None:
         current["f"](n)
 
     rows = measure(
         "LineMemoryPanel: cost per traced line event",
-        f"loop of {n:,} iterations in a traced function",
+        f"loop of {n:,} iterations in a traced function, {what}",
         run,
         [
             Variant("untraced", baseline=True),
@@ -172,8 +187,8 @@ def _per_event(quick: bool) -> list[Result]:
         per = (r.low - base.low) / count * 1e6
         hook = "sys.monitoring" if sys.version_info >= (3, 12) else "sys.settrace"
         r.extra["note"] = (
-            f"{r.variant}: {per:.2f} us per line event (fastest runs; {count:,} events; Python "
-            f"{sys.version.split()[0]}, {hook})."
+            f"{r.variant}, {what}: {per:.2f} us per line event (fastest runs; {count:,} "
+            f"events; Python {sys.version.split()[0]}, {hook})."
         )
         r.variant = f"{r.variant}: {per:.2f} us/event"
         if "RSS" in r.variant:

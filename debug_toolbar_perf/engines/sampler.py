@@ -142,7 +142,7 @@ def choose_engine(setting: str) -> EngineChoice:
     verdict, why = vmprof_verdict(sys.version_info[:2], version)
     if verdict == "safe" or (verdict == "unverified" and setting == "vmprof"):
         return EngineChoice("vmprof", why)
-    return EngineChoice("thread", f"{why}; the crash-free thread sampler ran instead")
+    return EngineChoice("thread", f"{why}; the thread sampler ran instead")
 
 
 # --- the common result -----------------------------------------------------------------

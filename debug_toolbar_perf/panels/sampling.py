@@ -1,7 +1,7 @@
 """SamplingProfilerPanel: a sampling CPU/wall profile of the view, as an icicle flame graph.
 
 Thin wiring: the engines live in ``engines/sampler.py`` (vmprof where known safe,
-else a crash-free thread sampler), the tree and findings in ``analysis/calltree.py``,
+else a thread sampler), the tree and findings in ``analysis/calltree.py``,
 the exports in ``render/speedscope.py`` and ``render/collapsed.py``.
 """
 
