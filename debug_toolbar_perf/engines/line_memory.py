@@ -28,10 +28,10 @@ decorated with its ``@profile`` are honoured. What we replace, and why:
 
 Memory is process-wide (RSS and tracemalloc alike). A change measured across one
 interval of this request can include another thread's allocations only if another
-thread ran during it. When memory changed over an interval we read the process and
-thread CPU clocks (1.3 us, so not on the many lines where nothing changed); if other
-threads used more than 0.2 ms of CPU since the clocks were last read (a window that
-holds the interval and at most 15 unchanged lines before it), the change is kept apart
+thread ran during it. A change is charged once the process and thread CPU clocks have
+been read (1.3 us: never on lines where nothing changed; with RSS once per 4 changes and
+at entry, return, resume and after 16 unchanged events); if other threads used more than
+0.2 ms of CPU since the clocks were last read, every change of that window is kept apart
 ("others ran") instead of being added to the line's increment. Amounts in the
 Increment column were measured while nothing else ran.
 Limit: an allocation by another thread that costs it under 0.2 ms of CPU (e.g. a
