@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from debug_toolbar_perf.engines import sampler
+from debug_toolbar_perf.sampling import session as sampler
 
 PATTERNS = ((2.0, 0.3), (10.0, 1.0))  # (ms of CPU work, ms of sleep) per loop turn
 SWITCH = (None, 0.5)  # None: Python's default 5 ms switch interval

@@ -26,16 +26,16 @@ from django.conf import settings  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
-from debug_toolbar_perf.engines import sampler  # noqa: E402
+from debug_toolbar_perf.sampling import session as sampler  # noqa: E402
 
 OTHERS = {
     "debug_toolbar.panels.profiling.ProfilingPanel",
     "debug_toolbar.panels.redirects.RedirectsPanel",
-    "debug_toolbar_perf.panels.line_memory.LineMemoryPanel",
-    "debug_toolbar_perf.panels.instances.ModelInstancesPanel",
-    "debug_toolbar_perf.panels.explain.ExplainPanel",
+    "debug_toolbar_perf.line_memory.panel.LineMemoryPanel",
+    "debug_toolbar_perf.instances.panel.ModelInstancesPanel",
+    "debug_toolbar_perf.explain.panel.ExplainPanel",
 }
-SAMPLING = "debug_toolbar_perf.panels.sampling.SamplingProfilerPanel"
+SAMPLING = "debug_toolbar_perf.sampling.panel.SamplingProfilerPanel"
 
 
 def config(name: str) -> dict:

@@ -110,7 +110,7 @@ class Budget:
         if not self.max_instances and self.max_total_instances is None:
             return []
         record = _need(run, "instances")
-        from .analysis.instances import findings as instance_findings
+        from .instances.analysis import findings as instance_findings
 
         models = {m["label"]: m for m in record.get("models") or []}
         found = instance_findings(record)
@@ -155,8 +155,8 @@ class Budget:
         if not wants:
             return []
         record = _need(run, "explain")
-        from .analysis.plans_findings import analyse
         from .conf import get_config
+        from .explain.findings import analyse
 
         shapes = analyse(record, get_config()["EXPLAIN"])
         out = []
@@ -212,7 +212,7 @@ class Budget:
         measured = median if median is not None else duration
         if measured <= self.max_ms:
             return []
-        from .analysis.calltree import hot_functions
+        from .sampling.calltree import hot_functions
 
         what = "median of the runs" if median is not None else "the request"
         details = [f"profiled scope: {record.get('root_label') or '?'}"]

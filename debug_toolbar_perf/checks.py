@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.checks import Error, Tags, Warning, register
 
+from .availability import missing_engine
 from .conf import SCHEMA, SECTIONS, SETTING_NAME, Option, user_config
-from .engines.availability import missing_engine
 
 
 def _check_value(path: str, option: Option, value: Any, errors: list[Error]) -> None:

@@ -51,7 +51,7 @@ def _line_memory_on_by_default(
     """Tests see every panel on; the tests of the panel's own default opt out with a marker."""
     if request.node.get_closest_marker("real_panel_defaults"):
         return
-    from debug_toolbar_perf.panels.line_memory import LineMemoryPanel
+    from debug_toolbar_perf.line_memory.panel import LineMemoryPanel
 
     monkeypatch.setattr(LineMemoryPanel, "enabled_by_default", lambda self: True)
 

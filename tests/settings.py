@@ -33,9 +33,9 @@ MARIADB_AVAILABLE = _reachable(databases.MARIADB_HOST, databases.MARIADB_PORT)
 DATABASES = {"default": databases.sqlite(":memory:")}
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("PERF_SQLITE_TEST_NAME") or None}
 if PG_AVAILABLE:
-    DATABASES["postgres"] = databases.postgres("perf_tests")
+    DATABASES["postgres"] = databases.postgres(os.environ.get("PERF_TEST_DB", "perf_tests"))
 if MARIADB_AVAILABLE:
-    DATABASES["mariadb"] = databases.mariadb("perf_tests")
+    DATABASES["mariadb"] = databases.mariadb(os.environ.get("PERF_TEST_DB", "perf_tests"))
 
 ROOT_URLCONF = "tests.urls"
 INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework", "tests.testapp"]  # noqa: F405

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
+from debug_toolbar_perf import availability
 from debug_toolbar_perf.checks import check_engines, check_settings
 from debug_toolbar_perf.conf import get_config
-from debug_toolbar_perf.engines import availability
 
 
 def ids(messages: list[Any]) -> list[str]:

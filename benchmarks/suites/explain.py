@@ -177,7 +177,7 @@ def _page_asgi(quick: bool) -> list[Result]:
 
 def _per_shape(alias: str, quick: bool) -> list[Result]:
     from debug_toolbar_perf.conf import get_config
-    from debug_toolbar_perf.engines.explain.capture import CaptureSession
+    from debug_toolbar_perf.explain.capture import CaptureSession
     from shop.models import Product
 
     vendor = connections[alias].vendor

@@ -60,7 +60,7 @@ def _builder(n: int) -> Callable[[], None]:
 
 
 def _no_hook() -> AbstractContextManager[Any]:
-    from debug_toolbar_perf.engines import instances as eng
+    from debug_toolbar_perf.instances import collector as eng
 
     @contextmanager
     def cm() -> Iterator[None]:
@@ -74,7 +74,7 @@ def _counting(n: int, sites: bool) -> Callable[[], AbstractContextManager[Any]]:
     @contextmanager
     def cm() -> Iterator[None]:
         from debug_toolbar_perf.conf import get_config
-        from debug_toolbar_perf.engines import instances as eng
+        from debug_toolbar_perf.instances import collector as eng
         from shop.models import Review
 
         cfg = get_config()["INSTANCES"]
@@ -105,7 +105,7 @@ def _receiver(n: int) -> Callable[[], AbstractContextManager[Any]]:
 
         from django.db.models.signals import post_init
 
-        from debug_toolbar_perf.engines import instances as eng
+        from debug_toolbar_perf.instances import collector as eng
         from shop.models import Review
 
         eng.uninstall()
@@ -137,7 +137,7 @@ def _receiver(n: int) -> Callable[[], AbstractContextManager[Any]]:
 def _class_tracker() -> Iterator[None]:
     from pympler.classtracker import ClassTracker
 
-    from debug_toolbar_perf.engines import instances as eng
+    from debug_toolbar_perf.instances import collector as eng
     from shop.models import Review
 
     eng.uninstall()
@@ -151,7 +151,7 @@ def _class_tracker() -> Iterator[None]:
 
 
 def _growth(quick: bool) -> list[Result]:
-    from debug_toolbar_perf.engines import instances as eng
+    from debug_toolbar_perf.instances import collector as eng
     from shop.models import Review
 
     have = Review.objects.count()

@@ -133,7 +133,7 @@ def _per_event(quick: bool) -> list[Result]:
 def _per_event_of(func: Callable[[int], int], n: int, what: str, quick: bool) -> list[Result]:
     from memory_profiler import profile
 
-    from debug_toolbar_perf.engines.line_memory import LineMemorySession
+    from debug_toolbar_perf.line_memory.session import LineMemorySession
 
     current: dict[str, Callable[[int], int]] = {"f": func}
     events = {"n": 0}

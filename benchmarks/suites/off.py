@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from django.test import override_settings
 
-from debug_toolbar_perf.engines import instances
+from debug_toolbar_perf.instances import collector as instances
 
 from ..harness import Result, Variant, measure
 from .common import ALL_OURS, getter, panels

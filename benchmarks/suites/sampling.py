@@ -31,7 +31,7 @@ from typing import Any
 
 from django.conf import settings
 
-from debug_toolbar_perf.analysis import calltree
+from debug_toolbar_perf.sampling import calltree
 
 from ..harness import Result, Variant, measure
 from .common import PERF, baseline, getter, panels
@@ -129,7 +129,7 @@ def _recording(path: str, asgi: bool = False) -> Callable[[], None]:
 
 
 def _vmprof_usable() -> bool:
-    from debug_toolbar_perf.engines import sampler
+    from debug_toolbar_perf.sampling import session as sampler
 
     version = sampler.installed_vmprof_version()
     return bool(version) and sampler.vmprof_verdict(sys.version_info[:2], version)[0] == "safe"
@@ -232,7 +232,7 @@ def _page_comparison(quick: bool) -> list[Result]:
 
 def _asgi(quick: bool) -> list[Result]:
     """Under ASGI the sampler scans every thread and keeps the request's own view call."""
-    from debug_toolbar_perf.engines import sampler
+    from debug_toolbar_perf.sampling import session as sampler
 
     if sampler.follow_refusal() is not None:  # Python 3.11: nothing is sampled under ASGI
         print("SamplingProfilerPanel under ASGI: skipped, refused on this Python (3.11)")
@@ -285,7 +285,7 @@ def _large_heap(quick: bool) -> list[Result]:
 
 def synthetic_profile(seconds: int, seed: int = 7) -> Any:
     """A profile of ``seconds`` at 1 kHz: 100 samples per distinct stack of depth 5-60."""
-    from debug_toolbar_perf.engines import sampler
+    from debug_toolbar_perf.sampling import session as sampler
 
     rng = random.Random(seed)
     funcs = [(f"mod{i // 40}.f{i}", f"/srv/app/pkg{i // 40}/m{i}.py", i) for i in range(4000)]
@@ -298,8 +298,8 @@ def synthetic_profile(seconds: int, seed: int = 7) -> Any:
 
 
 def _stats_size(quick: bool) -> list[Result]:
-    from debug_toolbar_perf.analysis import calltree
-    from debug_toolbar_perf.panels.sampling import SamplingProfilerPanel
+    from debug_toolbar_perf.sampling import calltree
+    from debug_toolbar_perf.sampling.panel import SamplingProfilerPanel
     from debug_toolbar_perf.scope import is_project_file
 
     results: list[Result] = []

@@ -64,8 +64,8 @@ def _unavailable(title: str, stats: Mapping[str, Any]) -> list[str] | None:
 
 def sampling(stats: Mapping[str, Any], *, min_samples: int | None = None) -> str:
     """Hot functions (self and total) and the hottest lines of the sampling profile."""
-    from ..analysis import calltree
     from ..conf import get_config
+    from ..sampling import calltree
 
     title = "Sampling profiler"
     early = _unavailable(title, stats)
@@ -122,7 +122,7 @@ def sampling(stats: Mapping[str, Any], *, min_samples: int | None = None) -> str
 
 def line_memory(stats: Mapping[str, Any]) -> str:
     """The request's memory figures and its heaviest lines (memory_profiler's increments)."""
-    from ..analysis import lines as analysis
+    from ..line_memory import analysis
 
     title = "Line memory"
     early = _unavailable(title, stats)
@@ -171,7 +171,7 @@ def line_memory(stats: Mapping[str, Any]) -> str:
 
 def instances(stats: Mapping[str, Any], *, sites: int = 3) -> str:
     """Instance counts per model, their creation sites, and the panel's findings."""
-    from ..analysis import instances as analysis
+    from ..instances import analysis
 
     title = "Model instances"
     early = _unavailable(title, stats)
@@ -226,8 +226,8 @@ def instances(stats: Mapping[str, Any], *, sites: int = 3) -> str:
 
 def explain(stats: Mapping[str, Any], *, shapes: int = 8) -> str:
     """The query shapes by impact, where they were issued, and the plan findings with fixes."""
-    from ..analysis.plans_findings import analyse
     from ..conf import get_config
+    from ..explain.findings import analyse
 
     title = "EXPLAIN"
     early = _unavailable(title, stats)

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .test_servers import (
+from tests.reliability.test_servers import (
     CHEAP,
     PANELS,
     free_port,

@@ -22,11 +22,13 @@ from django.db import connections
 from django.db.models.signals import post_init
 from django.test import Client, override_settings
 
-from debug_toolbar_perf.engines import availability, instances, line_memory, sampler
-from debug_toolbar_perf.engines.explain import capture
+from debug_toolbar_perf import availability
+from debug_toolbar_perf.explain import capture
+from debug_toolbar_perf.instances import collector as instances
+from debug_toolbar_perf.line_memory import session as line_memory
+from debug_toolbar_perf.sampling import session as sampler
 from tests.conftest import run_with_toolbar, strip_toolbar
-
-from .conftest import panels_without_ours
+from tests.reliability.conftest import panels_without_ours
 
 #: Headers the toolbar itself adds or changes (panels' Server-Timing, the history id, the
 #: length of the page with the toolbar inserted).

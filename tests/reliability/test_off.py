@@ -19,7 +19,7 @@ import pytest
 from django.db import connection
 from django.test import Client, override_settings
 
-from debug_toolbar_perf.engines import instances
+from debug_toolbar_perf.instances import collector as instances
 
 PANELS = ("SamplingProfilerPanel", "LineMemoryPanel", "ModelInstancesPanel", "ExplainPanel")
 

@@ -4,8 +4,7 @@ from debug_toolbar.toolbar import DebugToolbar
 from django.urls import include, path
 
 from demo_site.urls import urlpatterns as demo_urlpatterns
-
-from . import views
+from tests.reliability import views
 
 urlpatterns = [
     path("r/page/", views.page),

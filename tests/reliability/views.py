@@ -101,15 +101,16 @@ def aborted_atomic(request: HttpRequest) -> HttpResponse:
 
 
 def sampler_busy() -> bool:
-    from debug_toolbar_perf.engines import sampler
+    from debug_toolbar_perf.sampling import session as sampler
 
     return bool(sampler.HUB.sessions)
 
 
 def hooks_active() -> dict[str, Any]:
     """Every hook this package can install, as seen from inside a view."""
-    from debug_toolbar_perf.engines import instances, line_memory
-    from debug_toolbar_perf.engines.explain import capture as explain_capture
+    from debug_toolbar_perf.explain import capture as explain_capture
+    from debug_toolbar_perf.instances import collector as instances
+    from debug_toolbar_perf.line_memory import session as line_memory
 
     found: dict[str, Any] = {
         "gettrace": repr(sys.gettrace()) if sys.gettrace() is not None else None,

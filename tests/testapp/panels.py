@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from debug_toolbar_perf.panels.base import ExportFile, PerfPanel
+from debug_toolbar_perf.base import ExportFile, PerfPanel
 
 
 class StageFailure(RuntimeError):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from tests.testapp import views
 
 thing_list = views.ThingViewSet.as_view({"get": "list"})
 thing_detail = views.ThingViewSet.as_view({"get": "retrieve"})

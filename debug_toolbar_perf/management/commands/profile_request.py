@@ -22,9 +22,9 @@ from django.test import Client
 from django.urls import Resolver404, resolve
 
 from ...budget import Budget, message
+from ...endpoints import safe_filename
 from ...render import html_page, terminal
 from ...runner import ALL_PANELS, PANELS, Run, capture, parse_panels
-from ...views import safe_filename
 
 USAGE = 2
 FAILED = 1

@@ -1,0 +1,284 @@
+"""What every perf panel shares: view scoping, isolation of faults, JSON stats,
+rendering from stored stats, exports and error display.
+
+A subclass implements four small hooks:
+
+* :meth:`PerfPanel.start` - begin measuring (returns an engine session);
+* :meth:`PerfPanel.stop` - end measuring (always called, even if the view raised);
+* :meth:`PerfPanel.build_record` - turn the session into a JSON-native record;
+* :meth:`PerfPanel.get_context` - turn stored stats into template context.
+
+Everything a subclass does runs under :meth:`PerfPanel.guard`: an exception is
+recorded as an error shown inside the panel, and never reaches the user's page.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import urlencode
+
+from debug_toolbar.forms import SignedDataForm
+from debug_toolbar.panels import Panel
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+from django.templatetags.static import static
+from django.urls import path, reverse
+
+from .availability import EngineProblem, missing_engine
+from .records import check_json, error_record
+from .scope import UNRESOLVED, ViewTarget, resolve_view_target
+
+logger = logging.getLogger("debug_toolbar_perf")
+
+STATS_VERSION = 1
+_TARGET_ATTR = "_debug_toolbar_perf_target"
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+def view_target_for(toolbar: Any, request: HttpRequest) -> ViewTarget:
+    """The request's :class:`ViewTarget`, resolved once and shared by every perf panel."""
+    target = getattr(toolbar, _TARGET_ATTR, None)
+    if target is None:
+        try:
+            target = resolve_view_target(request)
+        except Exception:  # never let scoping break the page
+            logger.exception("debug_toolbar_perf: could not resolve the view")
+            target = UNRESOLVED
+        setattr(toolbar, _TARGET_ATTR, target)
+    return target
+
+
+class PerfPanel(Panel):
+    """Base class of the four panels. Thin subclasses wire an engine to a template."""
+
+    #: Template rendering the panel body (extends debug_toolbar_perf/panels/base.html).
+    template: ClassVar[str] = ""
+    #: Extra ES modules (static paths) the panel needs besides perf.js.
+    extra_scripts: ClassVar[tuple[str, ...]] = ()
+    #: (format, label) pairs offered as download links.
+    export_formats: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: Every perf panel runs under ASGI too (the toolbar disables panels that say False).
+    #: Engines read :attr:`asgi` to pick how they follow the request across threads.
+    is_async = True
+    asgi: bool = False
+
+    # -- hooks for subclasses -------------------------------------------------------
+
+    def start(self, request: HttpRequest, target: ViewTarget) -> Any:
+        """Begin a measurement; return a session object passed to stop/build_record."""
+        return None
+
+    def stop(self, session: Any) -> None:
+        """End the measurement. Must be idempotent."""
+
+    async def astart(self, session: Any) -> None:
+        """Under ASGI, after :meth:`start` and before the view: e.g. reach the executor
+        thread a sync view will run in (``sync_to_async(thread_sensitive=True)``)."""
+
+    async def astop(self, session: Any) -> None:
+        """Under ASGI, after the view and before :meth:`stop` (undo :meth:`astart`)."""
+
+    def build_record(
+        self, request: HttpRequest, response: HttpResponse, session: Any
+    ) -> dict[str, Any]:
+        """The JSON-native record of this request."""
+        return {}
+
+    def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """Template context derived from stored stats (analysis happens here)."""
+        return {}
+
+    def subtitle(self, stats: dict[str, Any]) -> str:
+        return ""
+
+    def export(self, fmt: str, stats: dict[str, Any]) -> ExportFile | None:
+        return None
+
+    def engine_problem(self) -> EngineProblem | None:
+        """Why this panel cannot measure here, or None."""
+        return missing_engine(type(self).__name__)
+
+    def enabled_by_default(self) -> bool:
+        """Whether the panel is on when the user has neither ticked nor unticked it."""
+        return True
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def guard(self, stage: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``func``; on any exception record it for the panel and return None."""
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            logger.warning(
+                "debug_toolbar_perf: %s failed in %s", type(self).__name__, stage, exc_info=True
+            )
+            self._errors.append(error_record(stage, exc))
+            return None
+
+    @property
+    def _errors(self) -> list[dict[str, Any]]:
+        errors = self.__dict__.get("_perf_errors")
+        if errors is None:
+            errors = self.__dict__["_perf_errors"] = []
+        return errors
+
+    @property
+    def enabled(self) -> bool:
+        enabled = super().enabled
+        if not enabled or getattr(self, "from_store", False):
+            return enabled
+        request = getattr(self.toolbar, "request", None)
+        if request is not None and f"djdt{self.panel_id}" in request.COOKIES:
+            return enabled  # the user's tick in the toolbar wins
+        return self.enabled_by_default()
+
+    def process_request(self, request: HttpRequest) -> Any:
+        """Start the engine, run the rest of the chain, stop the engine.
+
+        Under ASGI the rest of the chain returns a coroutine; the engine must stay on
+        until it has been awaited, so the stop moves into :meth:`_finish_async`.
+        """
+        self._session = None
+        self.asgi = isinstance(request, ASGIRequest)
+        problem = self.engine_problem()
+        self._problem = problem
+        target = view_target_for(self.toolbar, request)
+        self._target = target
+        if problem is None:
+            self._started = time.perf_counter()
+            self._session = self.guard("start", self.start, request, target)
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            self._stop_session()
+            raise
+        if inspect.isawaitable(response):
+            return self._finish_async(response)
+        self._stop_session()
+        return response
+
+    async def _finish_async(self, pending: Any) -> HttpResponse:
+        try:
+            if self._session is not None:
+                await self._aguard("start", self.astart, self._session)
+            return await pending
+        finally:
+            if self._session is not None:
+                await self._aguard("stop", self.astop, self._session)
+            self._stop_session()
+
+    async def _aguard(self, stage: str, func: Any, session: Any) -> None:
+        """:meth:`guard` for the async hooks."""
+        try:
+            await func(session)
+        except Exception as exc:
+            logger.warning(
+                "debug_toolbar_perf: %s failed in %s", type(self).__name__, stage, exc_info=True
+            )
+            self._errors.append(error_record(stage, exc))
+
+    def _stop_session(self) -> None:
+        if self._session is not None:
+            self.guard("stop", self.stop, self._session)
+
+    def generate_stats(self, request: HttpRequest, response: HttpResponse) -> None:
+        session = getattr(self, "_session", None)
+        problem = getattr(self, "_problem", None)
+        record = None
+        if problem is None and session is not None:
+            record = self.guard("record", self.build_record, request, response, session)
+        target = getattr(self, "_target", UNRESOLVED)
+        stats = {
+            "version": STATS_VERSION,
+            "target": target.to_json(),
+            "problem": problem.to_json() if problem else None,
+            "record": record,
+            "errors": list(self._errors),
+        }
+        try:
+            check_json(stats)
+        except TypeError as exc:
+            stats["record"] = None
+            stats["errors"].append(error_record("record", exc))
+        self.record_stats(stats)
+
+    # -- rendering ----------------------------------------------------------------------
+
+    @property
+    def nav_subtitle(self) -> str:
+        stats = self.get_stats()
+        if not stats:
+            return ""
+        if stats.get("problem"):
+            return "not available"
+        if stats.get("errors") and not stats.get("record"):
+            return "error"
+        try:
+            return self.subtitle(stats)
+        except Exception:
+            logger.warning("debug_toolbar_perf: subtitle failed", exc_info=True)
+            return "error"
+
+    @property
+    def content(self) -> str:
+        stats = self.get_stats()
+        context: dict[str, Any] = {
+            "panel_id": self.panel_id,
+            "stats": stats,
+            "target": stats.get("target") or {},
+            "problem": stats.get("problem"),
+            "errors": list(stats.get("errors") or []),
+            "has_record": bool(stats.get("record")),
+            "exports": [],
+        }
+        try:
+            if stats.get("record"):
+                context.update(self.get_context(stats))
+                context["exports"] = self.export_links()
+            return render_to_string(self.template, context)
+        except Exception as exc:
+            logger.warning("debug_toolbar_perf: rendering %s failed", self.panel_id, exc_info=True)
+            context["errors"].append(error_record("render", exc))
+            context["has_record"] = False
+            return render_to_string("debug_toolbar_perf/panels/failed.html", context)
+
+    @property
+    def scripts(self) -> list[str]:
+        scripts = super().scripts
+        scripts.append(static("debug_toolbar_perf/js/perf.js"))
+        scripts.extend(static(s) for s in self.extra_scripts)
+        return scripts
+
+    # -- exports ----------------------------------------------------------------------
+
+    def export_links(self) -> list[dict[str, str]]:
+        request_id = getattr(self.toolbar, "request_id", None)
+        if not request_id or not self.export_formats:
+            return []
+        base = reverse("djdt:perf_export")
+        links = []
+        for fmt, label in self.export_formats:
+            signed = SignedDataForm.sign(
+                {"request_id": request_id, "panel_id": self.panel_id, "format": fmt}
+            )
+            links.append(
+                {"format": fmt, "label": label, "url": f"{base}?{urlencode({'signed': signed})}"}
+            )
+        return links
+
+    @classmethod
+    def get_urls(cls) -> list[Any]:
+        from .endpoints import export
+
+        return [path("perf/export/", export, name="perf_export")]

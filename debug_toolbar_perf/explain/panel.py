@@ -1,0 +1,129 @@
+"""ExplainPanel: the plan of every distinct query shape of the request, with findings.
+
+Thin: capture and EXPLAIN live in ``engines/explain``, the plan model and the
+findings in ``analysis/plans*``. Everything shown is computed from the stored
+stats.
+
+The EXPLAINs must run on the connection where the statements ran, while the
+view's parameters are live. Under WSGI that is the request thread, at the end of
+the view. Under ASGI the database work of the request (a sync view, the async
+ORM, ``sync_to_async``) runs in asgiref's thread-sensitive executor thread and the
+end of the request in the event loop, where a database call is not allowed: the
+panel finds that thread's connections before the view (:meth:`ExplainPanel.astart`)
+and hops back into it after the view (:meth:`ExplainPanel.astop`). Nothing touches
+the database in the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlparse
+from asgiref.sync import sync_to_async
+from debug_toolbar.forms import SignedDataForm
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
+
+from ..base import PerfPanel
+from ..conf import get_config
+from ..scope import ViewTarget
+from .capture import CaptureSession, current_task, install
+from .findings import analyse
+
+
+class ExplainPanel(PerfPanel):
+    title = "EXPLAIN"
+    template = "debug_toolbar_perf/panels/explain.html"
+    extra_scripts = ("debug_toolbar_perf/js/explain.js",)
+
+    def start(self, request: HttpRequest, target: ViewTarget) -> CaptureSession:
+        cfg = get_config()["EXPLAIN"]
+        session = CaptureSession(
+            max_shapes=int(cfg["MAX_SHAPES"]), size_cap=int(cfg["SIZE_COUNT_CAP"])
+        )
+        if self.asgi:
+            # The executor thread's connections come in astart; until then (and if that
+            # fails) every shape is explained right after its first run, wherever it ran.
+            session.start(home={}, task=current_task())
+        else:
+            session.start()
+        return session
+
+    async def astart(self, session: CaptureSession) -> None:
+        """ASGI, before the view: the connections of the thread where the request's database
+        work will run (asgiref's thread-sensitive executor), with the capture hook on them."""
+        session.home = await sync_to_async(install)(session.aliases)
+
+    async def astop(self, session: CaptureSession) -> None:
+        """ASGI, after the view: stop recording in the request's own context, then EXPLAIN
+        in the thread where the view's statements ran, on their connections."""
+        session.stop_capture()
+        await sync_to_async(session.explain_all)()
+
+    def stop(self, session: CaptureSession) -> None:
+        session.stop_capture()
+        if session.explain_started:
+            return  # ASGI: done in astop, in the executor thread
+        if current_task() is not None:
+            # ASGI, in the event loop (astop did not run): a database call here would
+            # raise SynchronousOnlyOperation.
+            session.stats.notes.append(
+                "The end of the request ran in the event loop: shapes were not explained."
+            )
+            return
+        session.explain_all()
+
+    def build_record(
+        self, request: HttpRequest, response: HttpResponse, session: CaptureSession
+    ) -> dict[str, Any]:
+        return session.to_record(int(get_config()["EXPLAIN"]["MAX_SHAPES"]))
+
+    def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
+        record = stats["record"]
+        cfg = get_config()["EXPLAIN"]
+        shapes = analyse(record, cfg)
+        request_id = getattr(self.toolbar, "request_id", None)
+        for shape in shapes:
+            shape["sql_formatted"] = sqlparse.format(
+                shape["sql"], reindent=True, keyword_case="upper"
+            )
+            can = shape["kind"] == "select" or bool(cfg["ALLOW_ANALYZE_WRITES"])
+            shape["analyze_allowed"] = (
+                can
+                and shape.get("params_rebuildable", False)
+                and not shape.get("many")
+                and bool(request_id)
+            )
+            shape["signed"] = (
+                SignedDataForm.sign(
+                    {"request_id": request_id, "panel_id": self.panel_id, "shape": shape["id"]}
+                )
+                if request_id
+                else ""
+            )
+        findings = sum(len(s["findings"]) for s in shapes)
+        return {
+            "record": record,
+            "shapes": shapes,
+            "finding_count": findings,
+            "explained": _explained(record),
+            "allow_writes": bool(cfg["ALLOW_ANALYZE_WRITES"]),
+        }
+
+    def subtitle(self, stats: dict[str, Any]) -> str:
+        record = stats.get("record") or {}
+        findings = sum(len(s["findings"]) for s in analyse(record, get_config()["EXPLAIN"]))
+        return f"{_explained(record)} shapes explained · {findings} findings"
+
+    @classmethod
+    def get_urls(cls) -> list[Any]:
+        from .views import explain_analyze
+
+        return [
+            *super().get_urls(),
+            path("perf/explain/analyze/", explain_analyze, name="perf_explain_analyze"),
+        ]
+
+
+def _explained(record: dict[str, Any]) -> int:
+    return sum(1 for s in record.get("shapes") or [] if s.get("plan"))

@@ -1,0 +1,121 @@
+"""LineMemoryPanel: the view's source, line by line, with the memory each line took.
+
+Thin: the engine (``engines/line_memory.py``) measures, ``analysis/lines.py``
+turns the stored record into memory_profiler's table.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any, ClassVar
+
+from django.http import HttpRequest, HttpResponse
+
+from ..base import ExportFile, PerfPanel
+from ..conf import get_config
+from ..scope import ViewTarget, is_project_file
+
+
+class LineMemoryPanel(PerfPanel):
+    """memory_profiler's line-by-line table for the view's own code, per request."""
+
+    title = "Line memory"
+    template = "debug_toolbar_perf/panels/line_memory.html"
+    export_formats: ClassVar[tuple[tuple[str, str], ...]] = (("txt", "memory_profiler text"),)
+
+    def enabled_by_default(self) -> bool:
+        """Off on 3.10/3.11 (a settrace hook costs ~x2 on template-heavy pages), on for 3.12+."""
+        configured = get_config()["LINE_MEMORY"]["ENABLED_BY_DEFAULT"]
+        if configured is None:
+            return sys.version_info >= (3, 12)
+        return bool(configured)
+
+    def start(self, request: HttpRequest, target: ViewTarget) -> Any:
+        from .session import LineMemorySession, collect_targets
+
+        conf = get_config()["LINE_MEMORY"]
+        targets, problems = collect_targets(
+            target.codes, target.label, conf["FUNCTIONS"], is_project_file
+        )
+        session = LineMemorySession(
+            targets,
+            backend=conf["BACKEND"],
+            max_events=conf["MAX_LINE_EVENTS"],
+            follow_depth=conf["FOLLOW_DEPTH"],
+            is_project=is_project_file,
+        )
+        session.notes.extend(problems)
+        self._sync_thread = False
+        if self.asgi and sys.version_info < (3, 12):
+            # sys.settrace reaches one thread. start() runs in the event loop's thread, which
+            # runs an async view; a sync view runs later in asgiref's executor thread, which
+            # astart() reaches. (sys.monitoring on 3.12+ fires in every thread.)
+            is_async = any(c.co_flags & inspect.CO_COROUTINE for c in target.codes)
+            helpers = len(targets) > len(target.codes) or conf["FOLLOW_DEPTH"] > 0
+            self._sync_thread = bool(targets) and (not is_async or helpers)
+            return session.start(here=is_async)
+        session.start()
+        if not self.asgi and sys.version_info < (3, 12):
+            # Under WSGI an async view runs through async_to_sync, in an event loop in a new
+            # thread: sys.settrace in this thread cannot reach it, threading.settrace can.
+            if any(c.co_flags & inspect.CO_COROUTINE for c in target.codes):
+                session.trace_new_threads()
+        return session
+
+    async def astart(self, session: Any) -> None:
+        """3.10/3.11 under ASGI: trace the executor thread that runs sync code of this request.
+
+        ``sync_to_async(thread_sensitive=True)`` runs in the same thread as Django's call of
+        a sync view (one thread per request under Django's ASGI handler, the test's own
+        thread under ``AsyncClient``), so the trace function is installed there first.
+        """
+        if getattr(self, "_sync_thread", False) and session.problem is None:
+            from asgiref.sync import sync_to_async
+
+            await sync_to_async(session.attach_thread, thread_sensitive=True)()
+
+    async def astop(self, session: Any) -> None:
+        if getattr(self, "_sync_thread", False) and session.problem is None:
+            from asgiref.sync import sync_to_async
+
+            await sync_to_async(session.detach_thread, thread_sensitive=True)()
+
+    def stop(self, session: Any) -> None:
+        session.stop()
+
+    def build_record(
+        self, request: HttpRequest, response: HttpResponse, session: Any
+    ) -> dict[str, Any] | None:
+        """The record, or None with the error shown if the engine failed mid-request.
+
+        After a fault inside the tracer the figures are incomplete (tracing stopped part
+        way), so the panel shows the error alone rather than a partial table.
+        """
+        from .session import build_record
+
+        if session.errors:
+            self._errors.extend(session.errors)
+            return None
+        record = build_record(session)
+        record["asgi"] = self.asgi
+        return record
+
+    def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
+        from .analysis import analyse
+
+        return {"record": stats["record"], **analyse(stats["record"])}
+
+    def subtitle(self, stats: dict[str, Any]) -> str:
+        from .analysis import subtitle
+
+        return subtitle(stats["record"])
+
+    def export(self, fmt: str, stats: dict[str, Any]) -> ExportFile | None:
+        from .analysis import text_report
+
+        if fmt != "txt" or not stats.get("record"):
+            return None
+        return ExportFile(
+            "line-memory.txt", "text/plain; charset=utf-8", text_report(stats["record"]).encode()
+        )

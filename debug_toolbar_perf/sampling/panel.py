@@ -1,0 +1,192 @@
+"""SamplingProfilerPanel: a sampling CPU/wall profile of the view, as an icicle flame graph.
+
+Thin wiring: the engines live in ``engines/sampler.py`` (vmprof where known safe,
+else a thread sampler), the tree and findings in ``analysis/calltree.py``,
+the exports in ``render/speedscope.py`` and ``render/collapsed.py``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import time
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from ..availability import EngineProblem
+from ..base import ExportFile, PerfPanel
+from ..conf import get_config
+from ..endpoints import safe_filename
+from ..scope import ViewTarget, is_project_file
+from . import calltree, collapsed, speedscope
+from . import session as sampler
+
+
+def is_async_view(target: ViewTarget) -> bool:
+    """An async view: under WSGI Django runs it via async_to_sync in another thread."""
+    return any(code.co_flags & inspect.CO_COROUTINE for code in target.codes)
+
+
+class SamplingProfilerPanel(PerfPanel):
+    title = "Sampling profiler"
+    template = "debug_toolbar_perf/panels/sampling.html"
+    extra_scripts = ("debug_toolbar_perf/js/sampling.js",)
+    export_formats = (
+        ("speedscope", "speedscope JSON"),
+        ("collapsed", "collapsed stacks"),
+        ("vmprof", "raw vmprof file"),
+    )
+
+    def engine_problem(self) -> EngineProblem | None:
+        """Only gevent blocks sampling; a missing vmprof is a note (the thread sampler runs)."""
+        refusal = sampler.gevent_refusal()
+        if refusal is not None:
+            return EngineProblem(refusal, sampler.GEVENT_FIX)
+        return None
+
+    def start(self, request: HttpRequest, target: ViewTarget) -> sampler.SamplingSession:
+        config = get_config()
+        cfg = config["SAMPLING"]
+        name = str(getattr(self.toolbar, "request_id", "") or f"req{time.time_ns()}")
+        follow_why = "asgi" if self.asgi else ("async-view" if is_async_view(target) else None)
+        if follow_why is not None:
+            # The view runs in another thread (an executor thread, an event loop) and maybe
+            # among other requests: follow this request's view call wherever it runs.
+            follow = sampler.ViewInvocation(request, target.codes) if target.codes else None
+            session = sampler.start_session(
+                cfg["ENGINE"],
+                cfg["MODE"],
+                float(cfg["INTERVAL_MS"]),
+                name,
+                follow=follow,
+                follow_why=follow_why,
+                switch_ms=cfg["SWITCH_INTERVAL_MS"],
+            )
+            if config["SCOPE"] == "middleware" and follow is not None:
+                session.notes.insert(0, sampler.FOLLOW_MIDDLEWARE_NOTE)
+            return session
+        frame = sys._getframe(1)
+        anchor_code = PerfPanel.process_request.__code__
+        while frame is not None and frame.f_code is not anchor_code:
+            frame = frame.f_back  # type: ignore[assignment]
+        return sampler.start_session(
+            cfg["ENGINE"],
+            cfg["MODE"],
+            float(cfg["INTERVAL_MS"]),
+            name,
+            frame,
+            vmprof_names=cfg["VMPROF_NAMES"],
+            switch_ms=cfg["SWITCH_INTERVAL_MS"],
+        )
+
+    def stop(self, session: sampler.SamplingSession) -> None:
+        session.stop()
+
+    def build_record(
+        self, request: HttpRequest, response: HttpResponse, session: sampler.SamplingSession
+    ) -> dict[str, Any]:
+        raw = session.result()
+        target: ViewTarget = self._target
+        config = get_config()
+        codes = {(c.co_filename, c.co_firstlineno) for c in target.codes}
+        record = calltree.make_record(
+            raw,
+            engine_reason=session.choice.reason,
+            # A followed view call: the engine already cut every stack at it.
+            scope="view" if session.followed else config["SCOPE"],
+            view_code=codes,
+            view_label=target.label,
+            anchor=session.anchor,
+            anchor_depth=session.anchor_depth,
+            max_nodes=int(config["SAMPLING"]["MAX_NODES"]),
+            is_project=is_project_file,
+            vmprof_missing=session.choice.vmprof_missing,
+            busy=session.busy,
+            followed=session.followed,
+        )
+        record["method"] = request.method or "GET"
+        record["path"] = request.path
+        record["export_file"] = self._write_export(config["EXPORT_DIR"], record)
+        return record
+
+    def _write_export(self, directory: str | None, record: dict[str, Any]) -> str | None:
+        """Write the speedscope file into EXPORT_DIR, named like Werkzeug's profiler does."""
+        if not directory:
+            return None
+        path = record["path"].strip("/").replace("/", ".") or "root"
+        name = safe_filename(
+            f"{record['method']}.{path}.{record['duration_ms']:.0f}ms.{time.time():.0f}"
+        )
+        os.makedirs(directory, exist_ok=True)
+        target = os.path.join(directory, f"{name}.speedscope.json")
+        with open(target, "wb") as fh:
+            fh.write(speedscope.dumps(record, f"{record['method']} {record['path']}"))
+        return target
+
+    def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
+        record = stats["record"]
+        cfg = get_config()["SAMPLING"]
+        overhead = record.get("overhead_ms") or {}
+        duration = float(record.get("duration_ms") or 0)
+        overhead_total = calltree.request_overhead_ms(overhead)
+        return {
+            "r": record,
+            "thin": calltree.thinness(record, int(cfg["MIN_SAMPLES"])),
+            "hot_self": calltree.hot_functions(record, "self"),
+            "hot_total": calltree.hot_functions(record, "total"),
+            "hot_lines": calltree.hot_lines(record),
+            "split": calltree.project_split(record),
+            "own_hooks": calltree.own_hooks(record),
+            "overhead": sorted(overhead.items()),
+            "overhead_total": overhead_total,
+            "overhead_pct": 100.0 * overhead_total / duration if duration else 0.0,
+            "vmprof_extra": sampler.VMPROF_EXTRA,
+            "tree": {
+                "functions": record.get("functions") or [],
+                "nodes": record.get("nodes") or [],
+                "samples": record.get("samples") or 0,
+                "label": record.get("root_label") or "",
+            },
+        }
+
+    def subtitle(self, stats: dict[str, Any]) -> str:
+        return calltree.headline(stats["record"])
+
+    def export_links(self) -> list[dict[str, str]]:
+        links = super().export_links()
+        record = (self.get_stats() or {}).get("record") or {}
+        if record.get("not_sampled"):
+            return []
+        if not record.get("raw_file"):
+            links = [link for link in links if link["format"] != "vmprof"]
+        return links
+
+    def export(self, fmt: str, stats: dict[str, Any]) -> ExportFile | None:
+        record = stats["record"]
+        base = safe_filename(
+            f"{record.get('method', 'GET')}.{(record.get('path') or '/').strip('/') or 'root'}"
+        )
+        if fmt == "speedscope":
+            name = f"{record.get('method')} {record.get('path')}"
+            return ExportFile(
+                f"{base}.speedscope.json", "application/json", speedscope.dumps(record, name)
+            )
+        if fmt == "collapsed":
+            return ExportFile(
+                f"{base}.collapsed.txt", "text/plain", collapsed.to_collapsed(record).encode()
+            )
+        if fmt == "vmprof":
+            path = sampler.raw_path(record.get("raw_file") or "")
+            if path is None:
+                reason = (
+                    "vmprof did not run for this request (thread sampler)."
+                    if not record.get("raw_file")
+                    else f"Only the last {sampler.RAW_KEEP} raw vmprof files are kept; "
+                    "this one was removed."
+                )
+                return ExportFile(f"{base}.vmprof-unavailable.txt", "text/plain", reason.encode())
+            with open(path, "rb") as fh:
+                return ExportFile(f"{base}.vmprof", "application/octet-stream", fh.read())
+        return None

@@ -1,0 +1,291 @@
+"""SamplingProfilerPanel under ASGI, through Django's AsyncClient (a real ASGIRequest), and
+async views under WSGI.
+
+Under ASGI the panel starts in the event-loop thread; a sync view then runs in an asgiref
+executor thread and an async view on the event loop, interleaved with other requests'
+coroutines. Under WSGI an async view runs in an event-loop thread asgiref starts for it.
+Each request's profile must hold only the stacks that pass through its own view call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.test import override_settings
+
+from debug_toolbar_perf.sampling import session as sampler
+from tests.conftest import ToolbarRun, arun_with_toolbar
+from tests.sampling.test_panel import OTHER_PANELS, URLS, perf, share_of
+
+PANEL = "SamplingProfilerPanel"
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+PY311 = sys.version_info[:2] == (3, 11)
+
+
+@pytest.fixture
+def asgi_site(request: pytest.FixtureRequest, transactional_db: Any) -> Any:
+    if PY311 and not request.node.get_closest_marker("refused_on_311"):
+        pytest.skip("Python 3.11: following a view across threads is refused (see test_refused_*)")
+    config = {**settings.DEBUG_TOOLBAR_CONFIG, "DISABLE_PANELS": OTHER_PANELS}
+    before = sys.getswitchinterval()
+    with override_settings(ROOT_URLCONF=URLS, DEBUG_TOOLBAR_CONFIG=config):
+        yield
+    # Nothing of ours is left running, whatever the test did.
+    assert sampler.HUB.sessions == []
+    assert sys.getswitchinterval() == before
+
+
+async def record_of(run: ToolbarRun) -> dict[str, Any]:
+    return await sync_to_async(run.record)(PANEL)
+
+
+def names(record: dict[str, Any]) -> set[str]:
+    return {f[0] for f in record["functions"]}
+
+
+def top_level(record: dict[str, Any]) -> list[str]:
+    return [record["functions"][n[1]][0] for n in record["nodes"] if n[0] == 0]
+
+
+def assert_split(record: dict[str, Any]) -> None:
+    """The 70/30 split of CPU time, loosely (CPU mode, whose ticks count only while the
+    view's thread ran, so a loaded machine does not skew it as it skews wall time)."""
+    heavy, light = share_of(record, "heavy_part"), share_of(record, "light_part")
+    assert heavy > light > 0.1, (heavy, light)
+    assert heavy + light > 0.9, (heavy, light)
+
+
+@pytest.mark.parametrize("engine", ["auto", "vmprof", "thread"])
+async def test_sync_view_in_the_executor_thread(async_client: Any, asgi_site: None, engine: str):
+    with override_settings(DEBUG_TOOLBAR_PERF=perf(ENGINE=engine, MODE="cpu")):
+        run = await arun_with_toolbar(async_client, "/split/?scale=2")
+    assert run.response.status_code == 200
+    assert run.live_panel(PANEL).asgi is True
+    record = await record_of(run)
+    assert record["followed"] and record["engine"] == "thread"
+    assert "ASGI" in record["engine_reason"] and "vmprof" in record["engine_reason"]
+    assert record["threads"] == 1  # the executor thread, not the loop thread that started us
+    assert record["samples"] >= 20, record["samples"]
+    assert top_level(record) == ["split_view"]
+    assert_split(record)
+    html = await sync_to_async(run.content)(PANEL)
+    assert "Why this engine: " in html and "ASGI" in html
+
+
+async def test_async_view_on_the_event_loop(async_client: Any, asgi_site: None):
+    with override_settings(DEBUG_TOOLBAR_PERF=perf(MODE="cpu")):
+        run = await arun_with_toolbar(async_client, "/async/split/?scale=2")
+    assert run.response.status_code == 200
+    record = await record_of(run)
+    assert record["engine"] == "thread" and record["samples"] >= 20
+    assert top_level(record) == ["async_split"]
+    assert_split(record)
+    # the event loop's own frames (asyncio, asgiref, Django's handler) are cut away
+    assert not {n for n in names(record) if "run_once" in n or "run_forever" in n}
+
+
+@pytest.mark.parametrize(
+    ("path_a", "path_b"),
+    [
+        ("/async/a/?s=0.6", "/async/b/?s=0.6"),
+        ("/async/same/?which=a&s=0.6", "/async/same/?which=b&s=0.6"),
+    ],
+    ids=["two-views", "same-view"],
+)
+async def test_two_interleaved_async_requests_keep_their_own_stacks(
+    async_client: Any, asgi_site: None, path_a: str, path_b: str
+):
+    """Both views burn CPU on the one event-loop thread in 2 ms slices, taking turns: each
+    profile must hold only its own marker; the other request's turns are 'away' ticks."""
+    with override_settings(DEBUG_TOOLBAR_PERF=perf()):
+        a, b = await asyncio.wait_for(
+            asyncio.gather(
+                arun_with_toolbar(async_client, path_a), arun_with_toolbar(async_client, path_b)
+            ),
+            60,
+        )
+    assert a.response.status_code == b.response.status_code == 200
+    assert a.toolbar is not b.toolbar
+    for run, own, foreign in (
+        (a, "async_a_marker", "async_b_marker"),
+        (b, "async_b_marker", "async_a_marker"),
+    ):
+        record = await record_of(run)
+        found = names(record)
+        assert own in found, (own, found)
+        assert foreign not in found, (foreign, found)
+        assert record["samples"] >= 10, record["samples"]
+        assert record["away"] > 0  # the other request's turns on the loop
+        assert share_of(record, own) > 0.8
+
+
+async def test_class_based_and_drf_views_are_followed(async_client: Any, asgi_site: None):
+    with override_settings(DEBUG_TOOLBAR_PERF=perf(MODE="cpu")):
+        cbv = await arun_with_toolbar(async_client, "/cbv/")
+        drf = await arun_with_toolbar(async_client, "/drf/", HTTP_ACCEPT="text/html")
+    for run, root in ((cbv, "BurningView.get"), (drf, "BurningViewSet.list")):
+        assert run.response.status_code == 200
+        record = await record_of(run)
+        if sys.version_info < (3, 11):  # no co_qualname: the bare function name
+            root = root.rsplit(".", 1)[-1]
+        assert top_level(record) == [root], top_level(record)
+        assert_split(record)
+
+
+async def test_middleware_scope_is_rooted_at_the_view_and_says_so(
+    async_client: Any, asgi_site: None
+):
+    with override_settings(DEBUG_TOOLBAR_PERF=perf(SCOPE="middleware")):
+        run = await arun_with_toolbar(async_client, "/split/?scale=0.5")
+    record = await record_of(run)
+    assert record["scope"] == "view"
+    assert top_level(record) == ["split_view"]
+    assert sampler.FOLLOW_MIDDLEWARE_NOTE in record["notes"]
+    html = await sync_to_async(run.content)(PANEL)
+    assert "rooted at the view instead" in html
+
+
+async def test_unresolved_view_is_not_sampled_and_says_why(async_client: Any, asgi_site: None):
+    with override_settings(DEBUG_TOOLBAR_PERF=perf()):
+        run = await arun_with_toolbar(async_client, "/no-such-page/")
+    assert run.response.status_code == 404
+    stats = await sync_to_async(run.stats)(PANEL)
+    assert not stats["errors"]
+    record = stats["record"]
+    assert record["not_sampled"] == sampler.FOLLOW_UNRESOLVED
+    assert record["samples"] == 0
+    assert await sync_to_async(run.subtitle)(PANEL) == "not sampled"
+    html = await sync_to_async(run.content)(PANEL)
+    assert "Not sampled." in html and "could not be resolved" in html
+    assert "Too thin" not in html and "No samples." not in html
+
+
+async def test_async_view_that_raises(async_client: Any, asgi_site: None):
+    """Django turns the exception into a 500 page; the profile is kept, the sampler stops."""
+    async_client.raise_request_exception = False
+    with override_settings(DEBUG_TOOLBAR_PERF=perf()):
+        run = await arun_with_toolbar(async_client, "/async/raises/")
+    assert run.response.status_code == 500
+    record = await record_of(run)
+    assert top_level(record) == ["async_raises"]
+    assert share_of(record, "heavy_part") > 0.8
+
+
+# --- async views under WSGI --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["auto", "thread"])
+def test_async_view_under_wsgi_is_followed_into_the_loop_thread(
+    toolbar_client: Any, asgi_site: None, engine: str
+):
+    """Django runs it through async_to_sync: the coroutine runs in another thread while the
+    request thread waits. Sampling the request thread (or vmprof) would show only the wait."""
+    with override_settings(DEBUG_TOOLBAR_PERF=perf(ENGINE=engine, MODE="cpu")):
+        run = toolbar_client("/async/split/?scale=2")
+    assert run.live_panel(PANEL).asgi is False
+    record = run.record(PANEL)
+    assert record["followed"] and record["engine"] == "thread"
+    assert "async_to_sync" in record["engine_reason"]
+    assert record["threads"] == 1 and record["samples"] >= 20
+    assert top_level(record) == ["async_split"]
+    assert_split(record)
+
+
+# --- Python 3.11: refused, and the page is untouched ---------------------------------------
+
+
+def assert_refused(record: dict[str, Any], html: str) -> None:
+    assert record["not_sampled"] == sampler.FOLLOW_REFUSAL_311
+    assert record["samples"] == 0 and record["engine"] == "none"
+    assert "Not sampled." in html and "Python 3.12+" in html and "WSGI server" in html
+    assert "Too thin" not in html and "No samples." not in html
+
+
+@pytest.mark.refused_on_311
+@pytest.mark.skipif(not PY311, reason="the refusal is for Python 3.11 only")
+async def test_refused_on_311_under_asgi(async_client: Any, asgi_site: None):
+    with override_settings(DEBUG_TOOLBAR_PERF=perf()):
+        run = await arun_with_toolbar(async_client, "/async/split/?scale=0.2")
+    assert run.response.status_code == 200
+    stats = await sync_to_async(run.stats)(PANEL)
+    assert not stats["errors"]
+    assert_refused(stats["record"], await sync_to_async(run.content)(PANEL))
+    assert await sync_to_async(run.subtitle)(PANEL) == "not sampled"
+
+
+@pytest.mark.refused_on_311
+@pytest.mark.skipif(not PY311, reason="the refusal is for Python 3.11 only")
+def test_refused_on_311_for_an_async_view_under_wsgi(toolbar_client: Any, asgi_site: None):
+    with override_settings(DEBUG_TOOLBAR_PERF=perf()):
+        run = toolbar_client("/async/split/?scale=0.2")
+    assert run.response.status_code == 200
+    assert_refused(run.record(PANEL), run.content(PANEL))
+    # a sync view in the request thread is still sampled on 3.11
+    with override_settings(DEBUG_TOOLBAR_PERF=perf(MODE="cpu")):
+        sync = toolbar_client("/split/?scale=1")
+    assert sync.record(PANEL)["samples"] >= 10 and not sync.record(PANEL)["not_sampled"]
+
+
+# --- the per-frame verdict, directly ---------------------------------------------------
+
+
+class _FakeDrfRequest:
+    def __init__(self, request: object) -> None:
+        self._request = request
+
+    def __getattr__(self, name: str) -> Any:  # DRF proxies unknown attributes
+        raise AssertionError(f"the sampler must not call __getattr__ ({name})")
+
+
+class _Handler:
+    def __init__(self, request: object) -> None:
+        self.request = request
+
+    def get(self, *args: Any) -> Any:
+        return sys._getframe()
+
+    def post(self, request: object) -> Any:
+        return sys._getframe()
+
+
+def test_frame_serves_recognises_every_way_a_view_holds_the_request():
+    mine, theirs = object(), object()
+
+    def view(request: object, **kwargs: Any) -> Any:
+        return sys._getframe()
+
+    assert sampler.frame_serves(view(mine), mine)
+    assert not sampler.frame_serves(view(theirs), mine)
+    assert sampler.frame_serves(view(_FakeDrfRequest(mine)), mine)  # DRF Request._request
+    assert sampler.frame_serves(_Handler(mine).get(), mine)  # self.request, no request arg
+    assert sampler.frame_serves(_Handler(theirs).get(mine), mine)  # *args[0]
+    assert not sampler.frame_serves(_Handler(theirs).post(theirs), mine)
+    assert sampler.frame_serves(_Handler(theirs).post(_FakeDrfRequest(mine)), mine)
+
+
+def test_verdict_is_cached_per_frame():
+    mine = object()
+    calls = []
+
+    def view(request: object) -> Any:
+        return sys._getframe()
+
+    frame = view(mine)
+    follow = sampler.ViewInvocation(mine, (view.__code__,))
+    real = sampler.frame_serves
+    try:
+        sampler.frame_serves = lambda f, r: calls.append(f) or real(f, r)  # type: ignore[assignment]
+        assert follow.is_mine(frame) and follow.is_mine(frame)
+    finally:
+        sampler.frame_serves = real  # type: ignore[assignment]
+    assert calls == [frame]  # f_locals read once
+    follow.release()
+    assert follow.request is None and not follow._verdicts

@@ -1,0 +1,501 @@
+"""The sampling engines: the vmprof safety rule, the thread sampler and (where safe) vmprof."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import pytest
+
+from debug_toolbar_perf.sampling import session as sampler
+
+
+def burn(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        sum(range(100))
+
+
+def heavy() -> None:
+    burn(0.14)
+
+
+def light() -> None:
+    burn(0.06)
+
+
+def sleeper() -> None:
+    time.sleep(0.1)
+
+
+def workload() -> None:
+    heavy()
+    light()
+
+
+def share(raw: sampler.RawProfile, name: str) -> float:
+    hit = sum(n for (frames, _), n in raw.stacks.items() if any(f[0] == name for f in frames))
+    return hit / raw.samples
+
+
+# --- which vmprof is safe ----------------------------------------------------------------
+
+
+def test_verdict_table_rule():
+    table = {
+        (3, 10): {"0.6.0": True},
+        (3, 11): {"0.6.0": False, "0.7.0": True},
+        (3, 12): {"0.6.0": False},
+    }
+    assert sampler.vmprof_verdict((3, 10), "0.6.0", table)[0] == "safe"
+    assert sampler.vmprof_verdict((3, 10), "0.6.2", table)[0] == "safe"  # newer than safe
+    assert sampler.vmprof_verdict((3, 10), "0.5.0", table)[0] == "unverified"
+    assert sampler.vmprof_verdict((3, 12), "0.6.0", table)[0] == "crashes"
+    assert sampler.vmprof_verdict((3, 12), "0.6.1", table)[0] == "unverified"
+    assert sampler.vmprof_verdict((3, 11), "0.7.0", table)[0] == "safe"  # listed as fixed
+    assert sampler.vmprof_verdict((3, 11), "0.7.1", table)[0] == "safe"
+    assert sampler.vmprof_verdict((3, 14), "0.6.0", table)[0] == "unverified"
+
+
+def test_shipped_table_matches_field_notes():
+    assert sampler.vmprof_verdict((3, 11), "0.6.0")[0] == "crashes"
+    assert sampler.vmprof_verdict((3, 12), "0.6.0")[0] == "crashes"
+    assert sampler.vmprof_verdict((3, 10), "0.6.0")[0] == "safe"
+    assert sampler.vmprof_verdict((3, 13), "0.6.0")[0] == "safe"
+
+
+def test_choose_engine_never_starts_a_crashing_vmprof(monkeypatch):
+    monkeypatch.setattr(sampler, "VMPROF_SAFETY", {sys.version_info[:2]: {"0.6.0": False}})
+    monkeypatch.setattr(sampler, "installed_vmprof_version", lambda: "0.6.0")
+    for setting in ("auto", "vmprof"):
+        choice = sampler.choose_engine(setting)
+        assert choice.engine == "thread"
+        assert "crash" in choice.reason
+    monkeypatch.setattr(sampler, "installed_vmprof_version", lambda: "9.0.0")
+    assert sampler.choose_engine("auto").engine == "thread"  # unverified: not by default
+    assert sampler.choose_engine("vmprof").engine == "vmprof"  # explicit opt-in
+    monkeypatch.setattr(sampler, "installed_vmprof_version", lambda: None)
+    choice = sampler.choose_engine("auto")
+    assert choice.engine == "thread" and choice.vmprof_missing
+    assert sampler.VMPROF_EXTRA in choice.reason
+
+
+# --- the thread sampler -------------------------------------------------------------------
+
+
+def run_sampled(
+    func, mode: str = "wall", interval_ms: float = 1.0, switch_ms: float | None = None
+) -> sampler.RawProfile:
+    s = sampler.ThreadSampler(threading.get_ident(), interval_ms, mode, switch_ms=switch_ms)
+    s.start()
+    try:
+        func()
+    finally:
+        s.stop()
+    return s.result()
+
+
+@pytest.mark.parametrize("switch_ms", [None, 0.5])
+def test_thread_sampler_known_split(switch_ms):
+    raw = run_sampled(workload, switch_ms=switch_ms)
+    assert raw.engine == "thread"
+    # ~160/s with Python's 5 ms switch interval, ~500/s at 0.5 ms (quiet machine)
+    assert raw.samples > (25 if switch_ms is None else 60), raw.samples
+    assert abs(share(raw, "heavy") - 0.7) < 0.1
+    assert abs(share(raw, "light") - 0.3) < 0.1
+    leaf_lines = {line for (frames, line), _ in raw.stacks.items() if frames[-1][0] == "burn"}
+    assert leaf_lines  # the executing line is recorded
+
+
+def mine() -> None:
+    burn(0.2)
+
+
+def theirs() -> None:
+    burn(0.3)
+
+
+def test_thread_sampler_only_sees_its_thread():
+    other = threading.Thread(target=theirs)
+    other.start()
+    raw = run_sampled(mine)
+    other.join()
+    names = {f[0] for (frames, _), _ in raw.stacks.items() for f in frames}
+    assert "mine" in names
+    assert "theirs" not in names
+
+
+def test_wall_mode_sees_sleep_cpu_mode_does_not():
+    def mixed():
+        sleeper()
+        heavy()
+
+    wall = run_sampled(mixed, "wall")
+    cpu = run_sampled(mixed, "cpu")
+    assert share(wall, "sleeper") > 0.25
+    assert share(cpu, "sleeper") < 0.1
+    assert any("CPU mode" in note for note in cpu.notes)
+
+
+def _sampler_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == sampler.SAMPLER_THREAD_NAME]
+
+
+def test_switch_interval_left_alone_by_default():
+    before = sys.getswitchinterval()
+    s = sampler.ThreadSampler(threading.get_ident(), 1.0, "wall")
+    s.start()
+    assert sys.getswitchinterval() == before
+    assert len(_sampler_threads()) == 1
+    s.stop()
+    s.stop()  # idempotent
+    assert sampler.HUB.sessions == []  # never sampled again (the thread parks)
+    assert s.result().switch_ms is None
+
+
+def test_switch_interval_lowered_on_request_and_restored():
+    before = sys.getswitchinterval()
+    first = sampler.ThreadSampler(threading.get_ident(), 1.0, "wall", switch_ms=0.5)
+    second = sampler.ThreadSampler(threading.get_ident(), 1.0, "wall", switch_ms=2.0)
+    first.start()
+    assert sys.getswitchinterval() == pytest.approx(0.0005)
+    second.start()
+    assert sys.getswitchinterval() == pytest.approx(0.0005)  # the lowest wins
+    first.stop()
+    assert sys.getswitchinterval() < before  # still one user
+    second.stop()
+    assert sys.getswitchinterval() == before
+    assert first.result().switch_ms == pytest.approx(0.5)
+
+
+def test_parked_sampler_thread_is_reused_then_exits(monkeypatch):
+    """start() does not pay for a thread start while the sampler thread is parked; parked
+    for LINGER_S, it exits; the next session starts a new one."""
+    sampler.HUB.shutdown()
+    assert _sampler_threads() == []
+    started = sampler.HUB.started_threads
+    for _ in range(3):
+        raw = run_sampled(heavy)
+        assert raw.samples > 10
+        assert len(_sampler_threads()) == 1
+    assert sampler.HUB.started_threads == started + 1  # one thread for three sessions
+    monkeypatch.setattr(sampler._Hub, "LINGER_S", 0.05)
+    run_sampled(light)  # the thread now parks with the short linger
+    deadline = time.monotonic() + 5
+    while _sampler_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _sampler_threads() == []
+    assert sampler.HUB.thread is None
+    raw = run_sampled(light)
+    assert raw.samples > 5
+    assert sampler.HUB.started_threads == started + 2
+
+
+def test_concurrent_sessions_share_one_sampler_thread():
+    """Two requests at once: one sampler thread, each session sees only its own thread."""
+    started = sampler.HUB.started_threads
+    ready = threading.Barrier(2)
+    raws: dict[str, sampler.RawProfile] = {}
+
+    def request(name: str, func) -> None:
+        s = sampler.ThreadSampler(threading.get_ident(), 1.0, "wall")
+        ready.wait()
+        s.start()
+        try:
+            func()
+        finally:
+            s.stop()
+        raws[name] = s.result()
+
+    other = threading.Thread(target=request, args=("theirs", theirs))
+    other.start()
+    request("mine", mine)
+    other.join()
+    assert sampler.HUB.started_threads - started <= 1  # both on one thread
+    for own, foreign in (("mine", "theirs"), ("theirs", "mine")):
+        names = {f[0] for (frames, _), _ in raws[own].stacks.items() for f in frames}
+        assert own in names and foreign not in names
+        assert raws[own].samples >= 5  # two busy threads and the sampler share the GIL
+    assert sampler.HUB.sessions == []
+
+
+def shared_generator():
+    while True:
+        burn(0.002)
+        yield
+
+
+def caller_a(gen) -> None:
+    next(gen)
+
+
+def caller_b(gen) -> None:
+    next(gen)
+
+
+def test_generator_resumed_by_other_callers_is_not_taken_as_shared():
+    """The stack is walked only down to a frame already there at the previous tick; a
+    generator's frame is never that frame, since another caller may resume it."""
+
+    def alternate() -> None:
+        gen = shared_generator()
+        for _ in range(60):
+            caller_a(gen)
+            caller_b(gen)
+
+    raw = run_sampled(alternate, switch_ms=0.5)
+    below = {"caller_a": 0, "caller_b": 0}
+    for (frames, _), n in raw.stacks.items():
+        names = [f[0] for f in frames]
+        if "shared_generator" in names:
+            below[names[names.index("shared_generator") - 1]] += n
+    total = sum(below.values())
+    assert total > 20, below
+    # each caller resumes it half the time; a stale shared prefix gives one caller ~all
+    assert below["caller_a"] > 0.2 * total and below["caller_b"] > 0.2 * total, below
+
+
+def test_stacks_are_interned_by_code_identity():
+    """Samples of the same stack land on one key; keys name functions root-first."""
+    raw = run_sampled(heavy)
+    burn_stacks = [frames for (frames, _), _ in raw.stacks.items() if frames[-1][0] == "burn"]
+    assert burn_stacks
+    assert len({frames for frames in burn_stacks}) == 1  # one call path, one key
+    names = [f[0] for f in burn_stacks[0]]
+    assert names[-3:] == ["run_sampled", "heavy", "burn"]
+
+
+# --- vmprof (only where the table says it is safe) -----------------------------------------
+
+vmprof_safe = (
+    sampler.installed_vmprof_version() is not None
+    and sampler.vmprof_verdict(sys.version_info[:2], sampler.installed_vmprof_version() or "")[0]
+    == "safe"
+)
+needs_safe_vmprof = pytest.mark.skipif(
+    not vmprof_safe, reason="vmprof is not known to be safe on this interpreter (never started)"
+)
+
+
+@needs_safe_vmprof
+@pytest.mark.parametrize("mode", ["wall", "cpu"])
+def test_vmprof_known_split_and_thread_filter(mode):
+    s = sampler.VmprofSampler(1.0, mode, f"test-{mode}")
+    other = threading.Thread(target=theirs)
+    other.start()
+    s.start()
+    try:
+        t0 = time.perf_counter()
+        heavy()
+        t1 = time.perf_counter()
+        light()
+        t2 = time.perf_counter()
+    finally:
+        s.stop()
+        other.join()
+    raw = s.result()
+    assert raw.engine == "vmprof"
+    assert raw.samples > (100 if mode == "wall" else 30), raw.samples
+    # CPU time splits 0.14 / 0.06; wall time as the GIL was shared with ``theirs`` that run.
+    expected = 0.7 if mode == "cpu" else (t1 - t0) / (t2 - t0)
+    assert abs(share(raw, "heavy") - expected) < 0.1, (share(raw, "heavy"), expected)
+    names = {f[0] for (frames, _), _ in raw.stacks.items() for f in frames}
+    assert "theirs" not in names  # the other thread's samples were filtered out
+    assert raw.overhead_ms["disable"] > 0
+    assert sampler.raw_path(raw.raw_file or "") is not None
+
+
+@needs_safe_vmprof
+def test_vmprof_busy_falls_back_to_thread_sampler():
+    first = sampler.start_session("auto", "wall", 1.0, "busy-first")
+    assert first.choice.engine == "vmprof"
+    try:
+        second = sampler.start_session("auto", "wall", 1.0, "busy-second")
+        try:
+            assert second.busy
+            assert second.choice.engine == "thread"
+            assert isinstance(second.sampler, sampler.ThreadSampler)
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+    third = sampler.start_session("auto", "wall", 1.0, "busy-third")
+    third.stop()
+    assert third.choice.engine == "vmprof" and not third.busy
+
+
+def test_raw_path_rejects_traversal():
+    assert sampler.raw_path("../etc/passwd") is None
+    assert sampler.raw_path("x/../../y.vmprof") is None
+    assert sampler.raw_path("missing-file.vmprof") is None
+
+
+# --- naming vmprof's code addresses without vmprof's heap walk ---------------------------
+
+
+def _vmprof_names_in_file(raw: sampler.RawProfile) -> dict[int, str]:
+    from vmprof.reader import _read_prof
+
+    with open(sampler.raw_path(raw.raw_file or "") or "", "rb") as fh:
+        return dict(_read_prof(fh).virtual_ips)
+
+
+@needs_safe_vmprof
+@pytest.mark.parametrize("names", ["registry", "heap"])
+def test_vmprof_code_names_registry_vs_heap_walk(names):
+    """'registry' names every frame although vmprof wrote no names (no heap walk ran);
+    'heap' is vmprof's own disable(), which writes a name per sampled code object."""
+    s = sampler.VmprofSampler(1.0, "wall", f"names-{names}", names)
+    s.start()
+    try:
+        workload()
+    finally:
+        s.stop()
+    raw = s.result()
+    assert abs(share(raw, "heavy") - 0.7) < 0.1
+    frames = {f for (fs, _), _ in raw.stacks.items() for f in fs}
+    assert ("<unknown>", "", 0) not in frames
+    assert ("heavy", __file__, heavy.__code__.co_firstlineno) in frames
+    written = _vmprof_names_in_file(raw)
+    if names == "registry":
+        assert id(heavy.__code__) not in written  # named by us, not by vmprof's heap walk
+    else:
+        assert id(heavy.__code__) in written
+
+
+@needs_safe_vmprof
+def test_vmprof_registry_names_code_freed_while_sampling():
+    # exec() code reachable from no module: freed before stop(), so vmprof's dealloc hook
+    # names it in the file; the registry must not be needed (and must not mis-name it).
+    namespace: dict = {}
+    exec(
+        "def transient(n):\n    t = 0\n    for i in range(n):\n        t += i * i\n    return t\n",
+        namespace,
+    )
+    s = sampler.VmprofSampler(1.0, "wall", "names-freed", "registry")
+    s.start()
+    try:
+        namespace["transient"](400_000)
+        namespace.clear()  # the function and its code die while vmprof runs
+    finally:
+        s.stop()
+    raw = s.result()
+    names = {f[0] for (fs, _), _ in raw.stacks.items() for f in fs}
+    assert "transient" in names
+
+
+def test_registry_is_weak_and_walks_modules():
+    registry = sampler.CodeRegistry()
+    code = compile("def gone():\n    return 1\n", "<gone>", "exec")
+    inner = next(c for c in code.co_consts if isinstance(c, type(code)))
+    registry.add(code)
+    assert registry._codes.get(id(inner)) is inner  # nested code found through co_consts
+    address = id(inner)
+    del code, inner
+    import gc
+
+    gc.collect()
+    assert registry._codes.get(address) is None  # dead code is never named by address
+
+    from django.template.engine import Engine
+    from django.utils import translation
+
+    wanted = {
+        id(Engine.template_loaders.func.__code__),  # functools.cached_property
+        id(type(translation._trans).__getattr__.__code__),  # class reachable via an instance
+        id(sampler.CodeRegistry.resolve.__code__),
+    }
+    found, walk_ms, left = registry.resolve(set(wanted))
+    assert not left and set(found) == wanted
+    assert registry.walks == {"modules": 1, "heap": 0}
+    assert walk_ms > 0
+
+
+def test_registry_walk_skips_types_without_a_namespace():
+    """C types whose __dict__ mapping is None (seen with _testcapi) must not stop the walk."""
+    testcapi = pytest.importorskip("_testcapi")
+    registry = sampler.CodeRegistry()
+    registry._visit(list(vars(testcapi).values()), set())  # raised AttributeError before
+    registry._visit([sampler.CodeRegistry], set())
+    assert id(sampler.CodeRegistry.resolve.__code__) in registry._codes
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"), [((3, 10), False), ((3, 11), True), ((3, 12), False), ((3, 13), False)]
+)
+def test_following_other_threads_is_refused_on_311_only(
+    version: tuple[int, int], refused: bool
+) -> None:
+    assert (sampler.follow_refusal(version) is not None) is refused
+
+
+def test_a_followed_view_on_this_interpreter_is_refused_or_sampled() -> None:
+    """On 3.11 nothing starts (no thread walks other stacks); elsewhere the sampler runs."""
+    before = _sampler_threads()
+    request = object()
+    follow = sampler.ViewInvocation(request, (test_gevent_patched_threads_are_refused.__code__,))
+    session = sampler.start_session("auto", "wall", 1.0, "follow", follow=follow, follow_why="asgi")
+    try:
+        if sys.version_info[:2] == (3, 11):
+            assert session.sampler is None and _sampler_threads() == before
+            raw = session.result()
+            assert raw is not None and raw.not_sampled == sampler.FOLLOW_REFUSAL_311
+            assert raw.samples == 0
+        else:
+            assert isinstance(session.sampler, sampler.ThreadSampler)
+            assert session.followed and session.sampler.follow is follow
+    finally:
+        session.stop()
+
+
+@pytest.mark.parametrize("engine", ["auto", "thread", "vmprof"])
+def test_gevent_patched_threads_are_refused(monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
+    """A gevent-patched worker: no sampler starts and the session says why."""
+    import types
+
+    monkey = types.ModuleType("gevent.monkey")
+    monkey.is_module_patched = lambda name: name == "threading"
+    monkeypatch.setitem(sys.modules, "gevent.monkey", monkey)
+    before = _sampler_threads()
+    session = sampler.start_session(engine, "wall", 1.0, "gevent-refused")
+    assert session.sampler is None
+    assert session.notes == [sampler.GEVENT_REFUSAL]
+    assert "gevent" in session.choice.reason and "gthread" in session.choice.reason
+    assert _sampler_threads() == before
+    session.stop()  # harmless
+    assert session.result() is None
+
+
+def test_gevent_imported_but_not_patched_still_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    monkey = types.ModuleType("gevent.monkey")
+    monkey.is_module_patched = lambda name: False
+    monkeypatch.setitem(sys.modules, "gevent.monkey", monkey)
+    assert sampler.gevent_refusal() is None
+    session = sampler.start_session("thread", "wall", 1.0, "gevent-unpatched")
+    try:
+        assert isinstance(session.sampler, sampler.ThreadSampler)
+    finally:
+        session.stop()
+
+
+def test_gevent_detection_with_the_real_gevent() -> None:
+    """In a fresh process: only gevent's own patching triggers the refusal."""
+    import subprocess
+
+    pytest.importorskip("gevent")
+    code = (
+        "import sys\n"
+        "from debug_toolbar_perf.sampling import session as sampler\n"
+        "assert sampler.gevent_refusal() is None and 'gevent' not in sys.modules\n"
+        "import gevent.monkey\n"
+        "assert sampler.gevent_refusal() is None\n"
+        "gevent.monkey.patch_all()\n"
+        "print(sampler.gevent_refusal())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == sampler.GEVENT_REFUSAL
