@@ -19,7 +19,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from debug_toolbar_perf.sampling import session as sampler
+from debug_toolbar_perf.sampling import raw as raw_profile
+from debug_toolbar_perf.sampling import thread as thread_engine
 
 PATTERNS = ((2.0, 0.3), (10.0, 1.0))  # (ms of CPU work, ms of sleep) per loop turn
 SWITCH = (None, 0.5)  # None: Python's default 5 ms switch interval
@@ -50,7 +51,7 @@ def mixed(cpu_ms: float, io_ms: float, total: float = 0.8) -> float:
     return in_io / (in_cpu + in_io)
 
 
-def share(raw: sampler.RawProfile, name: str) -> float:
+def share(raw: raw_profile.RawProfile, name: str) -> float:
     hit = sum(n for (frames, _), n in raw.stacks.items() if any(f[0] == name for f in frames))
     return hit / raw.samples if raw.samples else float("nan")
 
@@ -62,7 +63,9 @@ def main() -> None:
         for switch in SWITCH:
             rows = []
             for _ in range(runs):
-                s = sampler.ThreadSampler(threading.get_ident(), 1.0, "wall", switch_ms=switch)
+                s = thread_engine.ThreadSampler(
+                    threading.get_ident(), 1.0, "wall", switch_ms=switch
+                )
                 s.start()
                 try:
                     true_share = mixed(cpu_ms, io_ms)

@@ -26,7 +26,7 @@ from django.conf import settings  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
-from debug_toolbar_perf.sampling import session as sampler  # noqa: E402
+from debug_toolbar_perf.sampling import choice as engine_choice  # noqa: E402
 
 OTHERS = {
     "debug_toolbar.panels.profiling.ProfilingPanel",
@@ -51,9 +51,9 @@ def main() -> None:
     setup_test_environment()
     created: list = []
     DebugToolbar._created.connect(lambda sender, toolbar, **kw: created.append(toolbar), weak=False)
-    version = sampler.installed_vmprof_version()
+    version = engine_choice.installed_vmprof_version()
     engines = ["off", "thread"]
-    if version and sampler.vmprof_verdict(sys.version_info[:2], version)[0] == "safe":
+    if version and engine_choice.vmprof_verdict(sys.version_info[:2], version)[0] == "safe":
         engines.append("vmprof")
     client = Client()
     print(f"Python {sys.version.split()[0]}, vmprof {version}, engines {engines}")

@@ -60,11 +60,11 @@ def _builder(n: int) -> Callable[[], None]:
 
 
 def _no_hook() -> AbstractContextManager[Any]:
-    from debug_toolbar_perf.instances import collector as eng
+    from debug_toolbar_perf.instances import hook as eng_hook
 
     @contextmanager
     def cm() -> Iterator[None]:
-        eng.uninstall()
+        eng_hook.uninstall()
         yield
 
     return cm()
@@ -75,6 +75,7 @@ def _counting(n: int, sites: bool) -> Callable[[], AbstractContextManager[Any]]:
     def cm() -> Iterator[None]:
         from debug_toolbar_perf.conf import get_config
         from debug_toolbar_perf.instances import collector as eng
+        from debug_toolbar_perf.instances import hook as eng_hook
         from shop.models import Review
 
         cfg = get_config()["INSTANCES"]
@@ -84,7 +85,7 @@ def _counting(n: int, sites: bool) -> Callable[[], AbstractContextManager[Any]]:
             size_sample=int(cfg["SIZE_SAMPLE"]),
             alive_sample=int(cfg["ALIVE_SAMPLE"]),
         )
-        with eng.counting(collector):
+        with eng_hook.counting(collector):
             yield
         if collector.counts.get(Review) != n or collector.hook_error:
             raise RuntimeError(f"counted {collector.counts} ({collector.hook_error}), built {n}")
@@ -105,10 +106,10 @@ def _receiver(n: int) -> Callable[[], AbstractContextManager[Any]]:
 
         from django.db.models.signals import post_init
 
-        from debug_toolbar_perf.instances import collector as eng
+        from debug_toolbar_perf.instances import hook as eng_hook
         from shop.models import Review
 
-        eng.uninstall()
+        eng_hook.uninstall()
         var: contextvars.ContextVar[dict[Any, int] | None] = contextvars.ContextVar(
             "bench_receiver", default=None
         )
@@ -137,10 +138,10 @@ def _receiver(n: int) -> Callable[[], AbstractContextManager[Any]]:
 def _class_tracker() -> Iterator[None]:
     from pympler.classtracker import ClassTracker
 
-    from debug_toolbar_perf.instances import collector as eng
+    from debug_toolbar_perf.instances import hook as eng_hook
     from shop.models import Review
 
-    eng.uninstall()
+    eng_hook.uninstall()
     tracker = ClassTracker()
     tracker.track_class(Review)
     try:
@@ -151,7 +152,7 @@ def _class_tracker() -> Iterator[None]:
 
 
 def _growth(quick: bool) -> list[Result]:
-    from debug_toolbar_perf.instances import collector as eng
+    from debug_toolbar_perf.instances import hook as eng_hook
     from shop.models import Review
 
     have = Review.objects.count()
@@ -201,7 +202,7 @@ def _growth(quick: bool) -> list[Result]:
                 base.extra["note"] = "Pympler is not installed: ClassTracker was skipped."
             results += rows
     finally:
-        eng.uninstall()  # the panel installs it again on its next request
+        eng_hook.uninstall()  # the panel installs it again on its next request
     return results
 
 

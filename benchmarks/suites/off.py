@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from django.test import override_settings
 
-from debug_toolbar_perf.instances import collector as instances
+from debug_toolbar_perf.instances import hook as instances_hook
 
 from ..harness import Result, Variant, measure
 from .common import ALL_OURS, getter, panels
@@ -24,17 +24,17 @@ PAGES = [("categories (a few ms)", "/categories/"), ("truthy QuerySet", "/review
 @contextmanager
 def absent() -> Iterator[None]:
     with panels()(), override_settings(INTERNAL_IPS=[]):
-        instances.uninstall()
+        instances_hook.uninstall()
         try:
             yield
         finally:
-            instances.install()
+            instances_hook.install()
 
 
 @contextmanager
 def hidden() -> Iterator[None]:
     with panels(*ALL_OURS)(), override_settings(INTERNAL_IPS=[]):
-        instances.install()
+        instances_hook.install()
         yield
 
 

@@ -129,10 +129,12 @@ def _recording(path: str, asgi: bool = False) -> Callable[[], None]:
 
 
 def _vmprof_usable() -> bool:
-    from debug_toolbar_perf.sampling import session as sampler
+    from debug_toolbar_perf.sampling import choice as engine_choice
 
-    version = sampler.installed_vmprof_version()
-    return bool(version) and sampler.vmprof_verdict(sys.version_info[:2], version)[0] == "safe"
+    version = engine_choice.installed_vmprof_version()
+    return (
+        bool(version) and engine_choice.vmprof_verdict(sys.version_info[:2], version)[0] == "safe"
+    )
 
 
 def _ours(name: str, **sampling: Any) -> Variant:
@@ -232,9 +234,9 @@ def _page_comparison(quick: bool) -> list[Result]:
 
 def _asgi(quick: bool) -> list[Result]:
     """Under ASGI the sampler scans every thread and keeps the request's own view call."""
-    from debug_toolbar_perf.sampling import session as sampler
+    from debug_toolbar_perf.sampling import follow as following
 
-    if sampler.follow_refusal() is not None:  # Python 3.11: nothing is sampled under ASGI
+    if following.follow_refusal() is not None:  # Python 3.11: nothing is sampled under ASGI
         print("SamplingProfilerPanel under ASGI: skipped, refused on this Python (3.11)")
         return []
     name = "SamplingProfilerPanel (default engine)"
@@ -285,11 +287,11 @@ def _large_heap(quick: bool) -> list[Result]:
 
 def synthetic_profile(seconds: int, seed: int = 7) -> Any:
     """A profile of ``seconds`` at 1 kHz: 100 samples per distinct stack of depth 5-60."""
-    from debug_toolbar_perf.sampling import session as sampler
+    from debug_toolbar_perf.sampling import raw as raw_profile
 
     rng = random.Random(seed)
     funcs = [(f"mod{i // 40}.f{i}", f"/srv/app/pkg{i // 40}/m{i}.py", i) for i in range(4000)]
-    raw = sampler.RawProfile("thread", "wall", 1.0, duration_s=float(seconds))
+    raw = raw_profile.RawProfile("thread", "wall", 1.0, duration_s=float(seconds))
     for _ in range(seconds * 100):
         stack = tuple(funcs[rng.randrange(len(funcs))] for _ in range(rng.randint(5, 60)))
         key = ((("view", "/srv/app/views.py", 1), *stack), rng.randint(1, 400))

@@ -19,9 +19,9 @@ from typing import Any
 
 from django.db import connections, transaction
 
-from .capture import statement_kind
 from .params import OpaqueParam, decode_params
 from .plans import number_nodes
+from .shapes import statement_kind
 from .vendors import vendor_for
 
 _BACKTICKED = re.compile(r"`([^`]+)`")

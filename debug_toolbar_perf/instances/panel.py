@@ -23,7 +23,9 @@ from ..conf import get_config
 from ..endpoints import login_not_required, signed_payload
 from ..scope import ViewTarget
 from . import analysis
-from . import collector as engine
+from .collector import Collector
+from .hook import Session
+from .record import build_record
 
 
 class ModelInstancesPanel(PerfPanel):
@@ -47,26 +49,26 @@ class ModelInstancesPanel(PerfPanel):
         queries = getattr(panel, "_queries", None)
         return queries if isinstance(queries, list) else None
 
-    def start(self, request: HttpRequest, target: ViewTarget) -> engine.Session:
+    def start(self, request: HttpRequest, target: ViewTarget) -> Session:
         cfg = get_config()["INSTANCES"]
         pympler = module_installed("pympler")
-        collector = engine.Collector(
+        collector = Collector(
             capture_sites=bool(cfg["SITES"]),
             site_every=int(cfg["STACK_SAMPLE_EVERY"]),
             size_sample=int(cfg["SIZE_SAMPLE"]) if pympler else 0,
             alive_sample=int(cfg["ALIVE_SAMPLE"]),
             queries=self._sql_queries(),
         )
-        return engine.Session(collector).start()
+        return Session(collector).start()
 
-    def stop(self, session: engine.Session) -> None:
+    def stop(self, session: Session) -> None:
         session.stop()
 
     def build_record(
-        self, request: HttpRequest, response: HttpResponse, session: engine.Session
+        self, request: HttpRequest, response: HttpResponse, session: Session
     ) -> dict[str, Any]:
         cfg = get_config()["INSTANCES"]
-        return engine.build_record(
+        return build_record(
             session.collector,
             queries=session.collector.queries,
             threshold=int(cfg["THRESHOLD"]),

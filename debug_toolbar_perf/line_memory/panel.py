@@ -32,7 +32,8 @@ class LineMemoryPanel(PerfPanel):
         return bool(configured)
 
     def start(self, request: HttpRequest, target: ViewTarget) -> Any:
-        from .session import LineMemorySession, collect_targets
+        from .session import LineMemorySession
+        from .targets import collect_targets
 
         conf = get_config()["LINE_MEMORY"]
         targets, problems = collect_targets(
@@ -92,7 +93,7 @@ class LineMemoryPanel(PerfPanel):
         After a fault inside the tracer the figures are incomplete (tracing stopped part
         way), so the panel shows the error alone rather than a partial table.
         """
-        from .session import build_record
+        from .record import build_record
 
         if session.errors:
             self._errors.extend(session.errors)

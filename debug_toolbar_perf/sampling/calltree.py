@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .session import FrameKey, StackKey
+from .raw import FrameKey, StackKey
 
 HOT_LIMIT = 50
 LINE_LIMIT = 100

@@ -1,8 +1,8 @@
 """SamplingProfilerPanel: a sampling CPU/wall profile of the view, as an icicle flame graph.
 
-Thin wiring: the engines live in ``engines/sampler.py`` (vmprof where known safe,
-else a thread sampler), the tree and findings in ``analysis/calltree.py``,
-the exports in ``render/speedscope.py`` and ``render/collapsed.py``.
+Thin wiring: the session (``session.py``) runs vmprof where it is known safe
+(``choice.py``, ``vmprof_engine.py``), else the thread sampler (``thread.py``); the
+tree and findings are ``calltree.py``, the exports ``speedscope.py`` and ``collapsed.py``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from ..base import ExportFile, PerfPanel
 from ..conf import get_config
 from ..endpoints import safe_filename
 from ..scope import ViewTarget, is_project_file
-from . import calltree, collapsed, speedscope
-from . import session as sampler
+from . import calltree, choice, collapsed, speedscope, vmprof_engine
+from .follow import FOLLOW_MIDDLEWARE_NOTE, ViewInvocation
+from .session import SamplingSession, start_session
 
 
 def is_async_view(target: ViewTarget) -> bool:
@@ -41,12 +42,12 @@ class SamplingProfilerPanel(PerfPanel):
 
     def engine_problem(self) -> EngineProblem | None:
         """Only gevent blocks sampling; a missing vmprof is a note (the thread sampler runs)."""
-        refusal = sampler.gevent_refusal()
+        refusal = choice.gevent_refusal()
         if refusal is not None:
-            return EngineProblem(refusal, sampler.GEVENT_FIX)
+            return EngineProblem(refusal, choice.GEVENT_FIX)
         return None
 
-    def start(self, request: HttpRequest, target: ViewTarget) -> sampler.SamplingSession:
+    def start(self, request: HttpRequest, target: ViewTarget) -> SamplingSession:
         config = get_config()
         cfg = config["SAMPLING"]
         name = str(getattr(self.toolbar, "request_id", "") or f"req{time.time_ns()}")
@@ -54,8 +55,8 @@ class SamplingProfilerPanel(PerfPanel):
         if follow_why is not None:
             # The view runs in another thread (an executor thread, an event loop) and maybe
             # among other requests: follow this request's view call wherever it runs.
-            follow = sampler.ViewInvocation(request, target.codes) if target.codes else None
-            session = sampler.start_session(
+            follow = ViewInvocation(request, target.codes) if target.codes else None
+            session = start_session(
                 cfg["ENGINE"],
                 cfg["MODE"],
                 float(cfg["INTERVAL_MS"]),
@@ -65,13 +66,13 @@ class SamplingProfilerPanel(PerfPanel):
                 switch_ms=cfg["SWITCH_INTERVAL_MS"],
             )
             if config["SCOPE"] == "middleware" and follow is not None:
-                session.notes.insert(0, sampler.FOLLOW_MIDDLEWARE_NOTE)
+                session.notes.insert(0, FOLLOW_MIDDLEWARE_NOTE)
             return session
         frame = sys._getframe(1)
         anchor_code = PerfPanel.process_request.__code__
         while frame is not None and frame.f_code is not anchor_code:
             frame = frame.f_back  # type: ignore[assignment]
-        return sampler.start_session(
+        return start_session(
             cfg["ENGINE"],
             cfg["MODE"],
             float(cfg["INTERVAL_MS"]),
@@ -81,11 +82,11 @@ class SamplingProfilerPanel(PerfPanel):
             switch_ms=cfg["SWITCH_INTERVAL_MS"],
         )
 
-    def stop(self, session: sampler.SamplingSession) -> None:
+    def stop(self, session: SamplingSession) -> None:
         session.stop()
 
     def build_record(
-        self, request: HttpRequest, response: HttpResponse, session: sampler.SamplingSession
+        self, request: HttpRequest, response: HttpResponse, session: SamplingSession
     ) -> dict[str, Any]:
         raw = session.result()
         target: ViewTarget = self._target
@@ -142,7 +143,7 @@ class SamplingProfilerPanel(PerfPanel):
             "overhead": sorted(overhead.items()),
             "overhead_total": overhead_total,
             "overhead_pct": 100.0 * overhead_total / duration if duration else 0.0,
-            "vmprof_extra": sampler.VMPROF_EXTRA,
+            "vmprof_extra": choice.VMPROF_EXTRA,
             "tree": {
                 "functions": record.get("functions") or [],
                 "nodes": record.get("nodes") or [],
@@ -178,12 +179,12 @@ class SamplingProfilerPanel(PerfPanel):
                 f"{base}.collapsed.txt", "text/plain", collapsed.to_collapsed(record).encode()
             )
         if fmt == "vmprof":
-            path = sampler.raw_path(record.get("raw_file") or "")
+            path = vmprof_engine.raw_path(record.get("raw_file") or "")
             if path is None:
                 reason = (
                     "vmprof did not run for this request (thread sampler)."
                     if not record.get("raw_file")
-                    else f"Only the last {sampler.RAW_KEEP} raw vmprof files are kept; "
+                    else f"Only the last {vmprof_engine.RAW_KEEP} raw vmprof files are kept; "
                     "this one was removed."
                 )
                 return ExportFile(f"{base}.vmprof-unavailable.txt", "text/plain", reason.encode())

@@ -18,12 +18,8 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from debug_toolbar_perf.explain import capture, sites
-from debug_toolbar_perf.explain.capture import (
-    CaptureSession,
-    current_session,
-    fingerprint,
-    statement_kind,
-)
+from debug_toolbar_perf.explain.capture import CaptureSession, current_session
+from debug_toolbar_perf.explain.shapes import fingerprint, statement_kind
 from shop.models import Category, Product
 
 

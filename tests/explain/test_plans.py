@@ -7,13 +7,8 @@ from typing import Any
 
 import pytest
 
-from debug_toolbar_perf.explain.findings import (
-    n_plus_one,
-    order_columns,
-    plan_findings,
-    suggest_index,
-    where_predicates,
-)
+from debug_toolbar_perf.explain.findings import n_plus_one, plan_findings
+from debug_toolbar_perf.explain.indexes import order_columns, suggest_index, where_predicates
 from debug_toolbar_perf.explain.plans import (
     FULL_SCAN,
     INDEX_SCAN,

@@ -15,6 +15,9 @@ from django.utils.functional import SimpleLazyObject
 
 from debug_toolbar_perf.availability import module_installed
 from debug_toolbar_perf.instances import collector as engine
+from debug_toolbar_perf.instances import hook as engine_hook
+from debug_toolbar_perf.instances import record as engine_record
+from debug_toolbar_perf.instances import sizes as engine_sizes
 from debug_toolbar_perf.instances.heap import heap_summary, safe_objects
 from shop.models import Category, Product, Review
 from tests.instances_app.models import Widget, WidgetProxy
@@ -30,13 +33,13 @@ def shop(db: Any) -> None:
 
 def count(fn: Any, **kwargs: Any) -> engine.Collector:
     collector = engine.Collector(**kwargs)
-    with engine.counting(collector):
+    with engine_hook.counting(collector):
         fn()
     return collector
 
 
 def labels(c: engine.Collector) -> dict[str, int]:
-    return {engine.model_label(m): n for m, n in c.counts.items()}
+    return {engine_record.model_label(m): n for m, n in c.counts.items()}
 
 
 def test_plain_queryset(shop: None) -> None:
@@ -106,7 +109,7 @@ def test_unsaved_custom_init_proxy_and_freed(db: Any) -> None:
     # Widget(name="w") and .create(): two lines of build(), not the custom __init__
     assert [(name, n) for name, _, n in widget_sites] == [("build", 1), ("build", 1)]
     assert widget_sites[0][1] != widget_sites[1][1]
-    record = engine.build_record(c, queries=None, threshold=5, n_plus_one=5, pympler=True)
+    record = engine_record.build_record(c, queries=None, threshold=5, n_plus_one=5, pympler=True)
     proxy = next(m for m in record["models"] if m["label"] == "instances_app.WidgetProxy")
     assert proxy["proxy"] and proxy["concrete"] == "instances_app.Widget"
     review = next(m for m in record["models"] if m["label"] == "shop.Review")
@@ -116,7 +119,7 @@ def test_unsaved_custom_init_proxy_and_freed(db: Any) -> None:
 def test_alive_after_the_block(db: Any) -> None:
     kept: list[Any] = []
     c = count(lambda: kept.extend(Review(rating=1, text="x") for _ in range(5)))
-    record = engine.build_record(c, queries=None, threshold=5, n_plus_one=5, pympler=True)
+    record = engine_record.build_record(c, queries=None, threshold=5, n_plus_one=5, pympler=True)
     assert record["models"][0]["alive"] == 5
     kept.clear()
     gc.collect()
@@ -124,9 +127,9 @@ def test_alive_after_the_block(db: Any) -> None:
 
 
 def test_nothing_counted_without_collector(db: Any) -> None:
-    engine.install()
+    engine_hook.install()
     other = engine.Collector()
-    with engine.counting(other):
+    with engine_hook.counting(other):
         pass
     Review(rating=1, text="x")
     assert other.counts == {}
@@ -151,7 +154,7 @@ def test_two_threads_count_only_their_own(db: Any) -> None:
 
     def work(n: int) -> None:
         c = engine.Collector()
-        with engine.counting(c):
+        with engine_hook.counting(c):
             barrier.wait(5)
             for _ in range(n):
                 Review(rating=1, text="t")
@@ -173,20 +176,20 @@ def test_two_threads_count_only_their_own(db: Any) -> None:
 def test_install_is_idempotent_and_uninstall_restores() -> None:
     from django.db.models.signals import post_init
 
-    engine.install()
-    engine.install()
-    assert engine.installed()
-    assert engine._orig_send.__self__ is post_init
-    engine.uninstall()
+    engine_hook.install()
+    engine_hook.install()
+    assert engine_hook.installed()
+    assert engine_hook._orig_send.__self__ is post_init
+    engine_hook.uninstall()
     assert "send" not in post_init.__dict__
-    engine.install()
+    engine_hook.install()
 
 
 def test_uninstall_under_another_tools_wrapper_keeps_model_init_working(db: Any) -> None:
     """Their wrapper still calls our hook after uninstall(): it must keep forwarding."""
     from django.db.models.signals import post_init
 
-    engine.install()
+    engine_hook.install()
     ours = post_init.send
     seen: list[Any] = []
 
@@ -197,15 +200,15 @@ def test_uninstall_under_another_tools_wrapper_keeps_model_init_working(db: Any)
     post_init.send = theirs  # type: ignore[method-assign]
     post_init.connect(_noop_receiver, weak=False, dispatch_uid="test-inst-wrap")
     try:
-        engine.uninstall()
-        engine.uninstall()
+        engine_hook.uninstall()
+        engine_hook.uninstall()
         Review(rating=1, text="x")  # before the fix: TypeError, None is not callable
         assert seen == [Review]
     finally:
         post_init.disconnect(dispatch_uid="test-inst-wrap")
         del post_init.send  # their wrapper goes; ours under it goes with it
-        engine.install()
-    assert engine._orig_send.__self__ is post_init
+        engine_hook.install()
+    assert engine_hook._orig_send.__self__ is post_init
 
 
 def _noop_receiver(sender: Any, **kwargs: Any) -> None:
@@ -267,12 +270,14 @@ def test_a_failing_hook_never_breaks_model_init(db: Any, monkeypatch: Any) -> No
         raise RuntimeError("panel bug")
 
     monkeypatch.setattr(collector, "on_instance", boom)
-    with engine.counting(collector):
+    with engine_hook.counting(collector):
         review = Review(rating=1, text="x")  # must not raise
         Review(rating=2, text="y")
     assert review.rating == 1
     assert collector.hook_error == "RuntimeError: panel bug"
-    record = engine.build_record(collector, queries=None, threshold=5, n_plus_one=5, pympler=False)
+    record = engine_record.build_record(
+        collector, queries=None, threshold=5, n_plus_one=5, pympler=False
+    )
     assert record["hook_error"] == "RuntimeError: panel bug"
     assert record["total"] == 1  # counted up to the failure, then stopped
 
@@ -292,8 +297,8 @@ def test_size_is_the_instance_not_what_it_references():
     for review in reviews:
         review.product = loaded  # as Django's prefetch sets the reverse cache
     one = reviews[0]
-    assert asizeof.asizeof(one) > 50 * engine.own_size(one, asizeof)  # the naive figure
-    size = engine.own_size(one, asizeof)
+    assert asizeof.asizeof(one) > 50 * engine_sizes.own_size(one, asizeof)  # the naive figure
+    size = engine_sizes.own_size(one, asizeof)
     assert 300 < size < 3_000, size
 
 
@@ -303,14 +308,14 @@ def test_sizing_stops_early_only_when_instances_are_alike() -> None:
 
     alike = [Review(rating=1, text="same text") for _ in range(50)]
     varied = [Review(rating=1, text="x" * (i * 997 % 5000)) for i in range(50)]
-    sizes = engine.measure_sizes({Review: alike})[Review]
-    assert (sizes["samples"], sizes["sampled"]) == (engine.MIN_SIZE_SAMPLES, 50)
-    assert sizes["min"] == sizes["max"] == engine.own_size(alike[0], asizeof)
-    sizes = engine.measure_sizes({Review: varied})[Review]
+    sizes = engine_sizes.measure_sizes({Review: alike})[Review]
+    assert (sizes["samples"], sizes["sampled"]) == (engine_sizes.MIN_SIZE_SAMPLES, 50)
+    assert sizes["min"] == sizes["max"] == engine_sizes.own_size(alike[0], asizeof)
+    sizes = engine_sizes.measure_sizes({Review: varied})[Review]
     assert sizes["samples"] == 50  # the mean is not known to 2% before the end
-    exact = [engine.own_size(r, asizeof) for r in varied]
+    exact = [engine_sizes.own_size(r, asizeof) for r in varied]
     assert sizes["mean"] == pytest.approx(sum(exact) / 50)
-    few = engine.measure_sizes({Review: alike[:4]})[Review]
+    few = engine_sizes.measure_sizes({Review: alike[:4]})[Review]
     assert few["samples"] == 4
 
 
@@ -373,7 +378,7 @@ def _by_line(c: engine.Collector) -> dict[tuple[str, int, str], int]:
     out: dict[tuple[str, int, str], int] = {}
     for site in c.sites.values():
         _, line, function = site.stack[site.project_index or 0]
-        key = (engine.model_label(site.model), line, function)
+        key = (engine_record.model_label(site.model), line, function)
         out[key] = out.get(key, 0) + site.count
     return out
 
@@ -414,7 +419,7 @@ def _mixed_workload() -> None:
 def test_fast_call_sites_equal_a_full_walk_of_every_instance(shop: None) -> None:
     fast = count(_mixed_workload)
     truth = _BruteForce()
-    with engine.counting(truth):
+    with engine_hook.counting(truth):
         _mixed_workload()
     assert fast.counts == truth.counts
     assert _by_line(fast) == _by_line(truth)

@@ -13,7 +13,8 @@ from django.db.models.signals import post_init
 from django.test import override_settings
 
 from debug_toolbar_perf.availability import module_installed
-from debug_toolbar_perf.instances import collector as engine
+from debug_toolbar_perf.instances import hook as engine_hook
+from debug_toolbar_perf.instances import sizes as engine_sizes
 from shop.models import Category, Product, Review
 
 PANEL = "ModelInstancesPanel"
@@ -134,7 +135,7 @@ def test_sizes_and_alive_after_response(toolbar_client):
     record = toolbar_client("/reviews/summary/").record(PANEL)
     reviews = model(record, "shop.Review")
     assert reviews["size"]["sampled"] == 50  # held for sizing; alike, so 10 were measured
-    assert reviews["size"]["samples"] == engine.MIN_SIZE_SAMPLES
+    assert reviews["size"]["samples"] == engine_sizes.MIN_SIZE_SAMPLES
     assert 200 < reviews["size"]["mean"] < 20_000
     assert reviews["size"]["estimated_total"] == pytest.approx(reviews["size"]["mean"] * 81)
     # the template response keeps the one review of .first() alive; the 80 are freed
@@ -192,9 +193,9 @@ def test_thousand_requests_do_not_accumulate(toolbar_client, settings):
         request()
     gc.collect()
     growth = len(gc.get_objects()) - objects_before
-    assert engine.installed()
+    assert engine_hook.installed()
     assert len(post_init.receivers) == receivers_before
-    assert engine._orig_send.__self__ is post_init  # one layer over Django's send
+    assert engine_hook._orig_send.__self__ is post_init  # one layer over Django's send
     assert growth < 5_000, f"{growth} more live objects after 400 more requests"
 
 

@@ -17,7 +17,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import override_settings
 
-from debug_toolbar_perf.instances import collector as engine
+from debug_toolbar_perf.instances import hook as engine_hook
 from shop.models import Category, Product, Review
 from tests.conftest import ToolbarRun, arun_with_toolbar
 from tests.instances import instances_urls as instances_urls
@@ -59,7 +59,7 @@ async def test_sync_view_in_the_executor_thread(async_client: Any, asgi_shop: No
     record = await sync_to_async(run.record)(PANEL)
     site = record["models"][0]["sites"][0]
     assert site["where"]["function"] == "sync_view" and site["count"] == 40
-    assert engine.COLLECTOR.get() is None  # unbound again in the caller's context
+    assert engine_hook.COLLECTOR.get() is None  # unbound again in the caller's context
 
 
 async def test_async_view_with_the_async_orm(async_client: Any, asgi_shop: None) -> None:
@@ -72,7 +72,7 @@ async def test_async_view_with_the_async_orm(async_client: Any, asgi_shop: None)
     functions = {s["where"]["function"] for s in record["models"][0]["sites"]}
     assert "async_view" in functions
     assert sum(s["count"] for s in record["models"][0]["sites"]) == 43
-    assert engine.COLLECTOR.get() is None
+    assert engine_hook.COLLECTOR.get() is None
 
 
 async def test_two_concurrent_async_requests_count_only_their_own(

@@ -20,7 +20,7 @@ from debug_toolbar.toolbar import DebugToolbar
 from django.conf import settings
 from django.test import override_settings
 
-from debug_toolbar_perf.line_memory import session as engine
+from debug_toolbar_perf.line_memory import state as engine
 from tests.conftest import ToolbarRun, arun_with_toolbar
 from tests.line_memory import line_memory_urls as views
 from tests.line_memory.test_panel import MIB, OTHER_PANELS, PANEL, URLS, lineno, perf

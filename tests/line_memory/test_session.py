@@ -16,16 +16,18 @@ from typing import Any
 
 import pytest
 
-from debug_toolbar_perf.line_memory import session as lm
-from debug_toolbar_perf.line_memory.session import (
-    CAP_LINE,
-    LineMemorySession,
-    build_record,
+from debug_toolbar_perf.line_memory import session as line_memory_session
+from debug_toolbar_perf.line_memory import state as lm
+from debug_toolbar_perf.line_memory.record import build_record, source_of
+from debug_toolbar_perf.line_memory.session import LineMemorySession
+from debug_toolbar_perf.line_memory.sources import make_source
+from debug_toolbar_perf.line_memory.state import CAP_LINE
+from debug_toolbar_perf.line_memory.targets import (
     collect_targets,
     memory_profiler_functions,
     profile_memory,
-    source_of,
 )
+from debug_toolbar_perf.line_memory.tracers import settrace
 
 MIB = 1 << 20
 # Blocks under glibc's dynamic mmap threshold (up to 32 MiB) can reuse heap pages that are
@@ -153,7 +155,8 @@ def test_a_line_in_a_loop_is_charged_every_iteration() -> None:
 LOOP_IN_FRESH_PROCESS = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from debug_toolbar_perf.line_memory.session import LineMemorySession, build_record
+from debug_toolbar_perf.line_memory.record import build_record
+from debug_toolbar_perf.line_memory.session import LineMemorySession
 def allocate_in_loop():
     kept = []
     for _ in range(5):
@@ -640,7 +643,7 @@ def test_threads_started_during_a_request_drop_the_trace_function_after_it() -> 
     assert threading.gettrace() is None
     go.set()
     thread.join(5)
-    assert seen == [lm._dispatch, None]
+    assert seen == [settrace._dispatch, None]
     no_tracing_left()
 
 
@@ -695,7 +698,7 @@ def test_a_reader_fault_inside_the_tracer_stops_tracing_and_is_recorded(
     monkeypatch: pytest.MonkeyPatch, backend: str, fail_after: int
 ) -> None:
     """A raising memory read (entry, line or return event) never reaches the traced code."""
-    real = lm.make_source
+    real = make_source
 
     def flaky_source(name: str) -> Any:
         source = real(name)
@@ -713,7 +716,7 @@ def test_a_reader_fault_inside_the_tracer_stops_tracing_and_is_recorded(
         source.read, source.raw = flaky(source.read), flaky(source.raw)
         return source
 
-    monkeypatch.setattr(lm, "make_source", flaky_source)
+    monkeypatch.setattr(line_memory_session, "make_source", flaky_source)  # as it is called
     previous = sys.gettrace()
     session = LineMemorySession({_two_lists.__code__: ("f", "view")}, backend=backend).start()
     try:

@@ -25,8 +25,13 @@ from django.test import Client, override_settings
 from debug_toolbar_perf import availability
 from debug_toolbar_perf.explain import capture
 from debug_toolbar_perf.instances import collector as instances
-from debug_toolbar_perf.line_memory import session as line_memory
-from debug_toolbar_perf.sampling import session as sampler
+from debug_toolbar_perf.instances import hook as instances_hook
+from debug_toolbar_perf.line_memory import session as line_memory_session
+from debug_toolbar_perf.line_memory import state as line_memory
+from debug_toolbar_perf.sampling import choice as engine_choice
+from debug_toolbar_perf.sampling import panel as sampling_panel
+from debug_toolbar_perf.sampling import thread as thread_engine
+from debug_toolbar_perf.sampling import vmprof_engine
 from tests.conftest import run_with_toolbar, strip_toolbar
 from tests.reliability.conftest import panels_without_ours
 
@@ -108,7 +113,7 @@ def assert_others_fine(run: Any, *, but: str) -> None:
 
 def test_vmprof_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "vmprof", None)  # import vmprof -> ImportError
-    monkeypatch.setattr(sampler, "installed_vmprof_version", lambda: None)
+    monkeypatch.setattr(engine_choice, "installed_vmprof_version", lambda: None)
     with override_settings(DEBUG_TOOLBAR_PERF={"SAMPLING": {"ENGINE": "vmprof"}}):
         run, _ = both("/r/page/")
     shown = text(run.content("SamplingProfilerPanel"))
@@ -152,16 +157,16 @@ def _boom(*args: Any, **kwargs: Any) -> Any:
 
 
 def test_sampler_fails_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sampler, "start_session", _boom)
+    monkeypatch.setattr(sampling_panel, "start_session", _boom)  # as the panel calls it
     run, _ = both("/r/page/")
     shown = text(run.content("SamplingProfilerPanel"))
     assert "injected engine failure" in shown and "start" in shown
-    assert not sampler.HUB.sessions  # nothing is being sampled (the thread may be parked)
+    assert not thread_engine.HUB.sessions  # nothing is being sampled (the thread may be parked)
     assert_others_fine(run, but="SamplingProfilerPanel")
 
 
 def test_sampler_thread_dies(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sampler.ThreadSampler, "sample", _boom)
+    monkeypatch.setattr(thread_engine.ThreadSampler, "sample", _boom)
     switch = sys.getswitchinterval()
     # The thread sampler by name: where vmprof is safe (3.10, 3.13) "auto" would run vmprof.
     with override_settings(DEBUG_TOOLBAR_PERF={"SAMPLING": {"ENGINE": "thread"}}):
@@ -174,7 +179,7 @@ def test_sampler_thread_dies(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_line_memory_reader_raises_inside_the_tracer(monkeypatch: pytest.MonkeyPatch) -> None:
     """The worst place: an exception in a trace callback would surface in the view's code."""
-    real = line_memory.make_source
+    real = line_memory_session.make_source
 
     def failing_source(backend: str) -> Any:
         source = real(backend)
@@ -189,7 +194,7 @@ def test_line_memory_reader_raises_inside_the_tracer(monkeypatch: pytest.MonkeyP
         source.read = flaky  # type: ignore[method-assign]
         return source
 
-    monkeypatch.setattr(line_memory, "make_source", failing_source)
+    monkeypatch.setattr(line_memory_session, "make_source", failing_source)  # as it is called
     run, _ = both("/r/page/")
     assert sys.gettrace() is None or "coverage" in repr(sys.gettrace())
     shown = text(run.content("LineMemoryPanel"))
@@ -272,16 +277,16 @@ def test_line_memory_monitoring_ids_taken() -> None:
 
 
 def test_vmprof_held_by_another_request() -> None:
-    assert sampler._vmprof_lock.acquire(blocking=False)
+    assert vmprof_engine._vmprof_lock.acquire(blocking=False)
     try:
         with override_settings(DEBUG_TOOLBAR_PERF={"SAMPLING": {"ENGINE": "vmprof"}}):
             run, _ = both("/r/page/")
     finally:
-        sampler._vmprof_lock.release()
+        vmprof_engine._vmprof_lock.release()
     record = run.record("SamplingProfilerPanel")
-    verdict, _ = sampler.vmprof_verdict(sys.version_info[:2], "0.6.0")
+    verdict, _ = engine_choice.vmprof_verdict(sys.version_info[:2], "0.6.0")
     shown = text(run.content("SamplingProfilerPanel"))
-    if sampler.installed_vmprof_version() and verdict != "crashes":
+    if engine_choice.installed_vmprof_version() and verdict != "crashes":
         assert record["busy"] and "Profiler busy" in shown
     else:  # vmprof is never started here: the reason is shown instead
         assert "thread sampler" in shown
@@ -308,7 +313,7 @@ def test_post_init_send_wrapped_by_another_tool(
             lambda: post_init.disconnect(dispatch_uid="rel-test"),
         )
     Client().get("/r/page/")  # installs our hook
-    assert instances.installed()
+    assert instances_hook.installed()
     ours = post_init.send
     seen = []
 
@@ -336,10 +341,10 @@ def _remove_foreign_send() -> None:
     Restoring only ``post_init.send`` (as monkeypatch would) left our hook installed with the
     removed wrapper still recorded as the send it forwards to, for every later test.
     """
-    instances.uninstall()  # ours on top goes; the wrapper it had wrapped comes back
+    instances_hook.uninstall()  # ours on top goes; the wrapper it had wrapped comes back
     post_init.__dict__.pop("send", None)  # the wrapper goes: Django's bound method again
-    instances.install()
-    assert instances._orig_send.__self__ is post_init
+    instances_hook.install()
+    assert instances_hook._orig_send.__self__ is post_init
 
 
 def _disconnect() -> None:

@@ -20,6 +20,7 @@ from django.db import connection
 from django.test import Client, override_settings
 
 from debug_toolbar_perf.instances import collector as instances
+from debug_toolbar_perf.instances import hook as instances_hook
 
 PANELS = ("SamplingProfilerPanel", "LineMemoryPanel", "ModelInstancesPanel", "ExplainPanel")
 
@@ -112,7 +113,7 @@ def test_panel_switched_off_in_the_toolbar(panel_id: str, statements: list[str])
 def test_instances_hook_returns_at_once_when_unbound(monkeypatch: pytest.MonkeyPatch) -> None:
     """The post_init hook stays installed once used; with no collector it does no work."""
     Client().get("/r/probe/?json=1")
-    assert instances.installed()
+    assert instances_hook.installed()
     calls = []
     monkeypatch.setattr(
         instances.Collector, "on_instance", lambda *a, **k: calls.append(a), raising=True

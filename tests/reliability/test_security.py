@@ -284,10 +284,10 @@ def test_oversized(endpoint: str, size: int, stored: dict[str, Any], statements:
 
 def test_vmprof_export_names_no_file_outside_its_directory(stored: dict[str, Any]) -> None:
     """The raw vmprof file name comes from the stored record: only a bare kept name is read."""
-    from debug_toolbar_perf.sampling import session as sampler
+    from debug_toolbar_perf.sampling import vmprof_engine
 
     for name in ["../../../etc/passwd", "/etc/passwd", "..", "a/../../b.vmprof", "x.vmprof\x00"]:
-        assert sampler.raw_path(name) is None, name
+        assert vmprof_engine.raw_path(name) is None, name
 
 
 # -- exports written to EXPORT_DIR stay in it ----------------------------------------------------

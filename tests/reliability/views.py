@@ -101,16 +101,16 @@ def aborted_atomic(request: HttpRequest) -> HttpResponse:
 
 
 def sampler_busy() -> bool:
-    from debug_toolbar_perf.sampling import session as sampler
+    from debug_toolbar_perf.sampling import thread as thread_engine
 
-    return bool(sampler.HUB.sessions)
+    return bool(thread_engine.HUB.sessions)
 
 
 def hooks_active() -> dict[str, Any]:
     """Every hook this package can install, as seen from inside a view."""
     from debug_toolbar_perf.explain import capture as explain_capture
-    from debug_toolbar_perf.instances import collector as instances
-    from debug_toolbar_perf.line_memory import session as line_memory
+    from debug_toolbar_perf.instances import hook as instances_hook
+    from debug_toolbar_perf.line_memory import state as line_memory
 
     found: dict[str, Any] = {
         "gettrace": repr(sys.gettrace()) if sys.gettrace() is not None else None,
@@ -122,7 +122,7 @@ def hooks_active() -> dict[str, Any]:
             for t in threading.enumerate()
             if t.name.startswith("debug-toolbar-perf") and sampler_busy()
         ],
-        "collector_bound": instances.COLLECTOR.get() is not None,
+        "collector_bound": instances_hook.COLLECTOR.get() is not None,
         "execute_wrappers": {a: len(connections[a].execute_wrappers) for a in connections},
         # The ExplainPanel's execute wrapper stays on a connection once used, inert unless
         # a capture is bound to the current context (like the instances hook).

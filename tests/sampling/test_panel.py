@@ -20,7 +20,9 @@ from debug_toolbar.toolbar import DebugToolbar
 from django.conf import settings
 from django.test import override_settings
 
-from debug_toolbar_perf.sampling import session as sampler
+from debug_toolbar_perf.sampling import choice as engine_choice
+from debug_toolbar_perf.sampling import raw as raw_profile
+from debug_toolbar_perf.sampling import thread as thread_engine
 from tests.conftest import assert_valid_html
 
 PANEL = "SamplingProfilerPanel"
@@ -157,7 +159,7 @@ def test_view_raises_profile_kept_sampler_stopped(client, sampling_site):
     finally:
         DebugToolbar._created.disconnect(dispatch_uid="t-raise")
     assert sys.getswitchinterval() == before
-    assert not sampler.HUB.sessions  # nothing sampled any more (the thread may be parked)
+    assert not thread_engine.HUB.sessions  # nothing sampled any more (the thread may be parked)
     session = created[-1].get_panel_by_id(PANEL)._session
     assert session.stopped
     assert session.sampler.result().samples > 0  # the samples of the failed view are there
@@ -187,7 +189,7 @@ def test_thin_profile_says_how_to_get_more(toolbar_client, sampling_site):
 @pytest.mark.django_db
 def test_missing_vmprof_is_a_note_not_a_block(toolbar_client, sampling_site, monkeypatch):
     # Simulates an environment without the vmprof distribution.
-    monkeypatch.setattr(sampler, "installed_vmprof_version", lambda: None)
+    monkeypatch.setattr(engine_choice, "installed_vmprof_version", lambda: None)
     with override_settings(DEBUG_TOOLBAR_PERF=perf()):
         run = toolbar_client("/split/?scale=0.3")
     stats = run.stats(PANEL)
@@ -220,7 +222,7 @@ def test_long_profile_fits_in_budget(sampling_site):
     funcs = [
         (f"module{i // 40}.func_{i}", f"/srv/app/pkg{i // 40}/mod{i}.py", i) for i in range(4000)
     ]
-    raw = sampler.RawProfile("thread", "wall", 1.0, duration_s=60.0)
+    raw = raw_profile.RawProfile("thread", "wall", 1.0, duration_s=60.0)
     for _ in range(6_000):  # 6,000 distinct stacks x 10 = 60,000 samples (60 s at 1 kHz)
         depth = rng.randint(5, 60)
         stack = tuple(funcs[rng.randrange(len(funcs))] for _ in range(depth))

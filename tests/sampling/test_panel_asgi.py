@@ -18,7 +18,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.test import override_settings
 
-from debug_toolbar_perf.sampling import session as sampler
+from debug_toolbar_perf.sampling import follow as following
+from debug_toolbar_perf.sampling import thread as thread_engine
 from tests.conftest import ToolbarRun, arun_with_toolbar
 from tests.sampling.test_panel import OTHER_PANELS, URLS, perf, share_of
 
@@ -39,7 +40,7 @@ def asgi_site(request: pytest.FixtureRequest, transactional_db: Any) -> Any:
     with override_settings(ROOT_URLCONF=URLS, DEBUG_TOOLBAR_CONFIG=config):
         yield
     # Nothing of ours is left running, whatever the test did.
-    assert sampler.HUB.sessions == []
+    assert thread_engine.HUB.sessions == []
     assert sys.getswitchinterval() == before
 
 
@@ -148,7 +149,7 @@ async def test_middleware_scope_is_rooted_at_the_view_and_says_so(
     record = await record_of(run)
     assert record["scope"] == "view"
     assert top_level(record) == ["split_view"]
-    assert sampler.FOLLOW_MIDDLEWARE_NOTE in record["notes"]
+    assert following.FOLLOW_MIDDLEWARE_NOTE in record["notes"]
     html = await sync_to_async(run.content)(PANEL)
     assert "rooted at the view instead" in html
 
@@ -160,7 +161,7 @@ async def test_unresolved_view_is_not_sampled_and_says_why(async_client: Any, as
     stats = await sync_to_async(run.stats)(PANEL)
     assert not stats["errors"]
     record = stats["record"]
-    assert record["not_sampled"] == sampler.FOLLOW_UNRESOLVED
+    assert record["not_sampled"] == following.FOLLOW_UNRESOLVED
     assert record["samples"] == 0
     assert await sync_to_async(run.subtitle)(PANEL) == "not sampled"
     html = await sync_to_async(run.content)(PANEL)
@@ -203,7 +204,7 @@ def test_async_view_under_wsgi_is_followed_into_the_loop_thread(
 
 
 def assert_refused(record: dict[str, Any], html: str) -> None:
-    assert record["not_sampled"] == sampler.FOLLOW_REFUSAL_311
+    assert record["not_sampled"] == following.FOLLOW_REFUSAL_311
     assert record["samples"] == 0 and record["engine"] == "none"
     assert "Not sampled." in html and "Python 3.12+" in html and "WSGI server" in html
     assert "Too thin" not in html and "No samples." not in html
@@ -262,13 +263,13 @@ def test_frame_serves_recognises_every_way_a_view_holds_the_request():
     def view(request: object, **kwargs: Any) -> Any:
         return sys._getframe()
 
-    assert sampler.frame_serves(view(mine), mine)
-    assert not sampler.frame_serves(view(theirs), mine)
-    assert sampler.frame_serves(view(_FakeDrfRequest(mine)), mine)  # DRF Request._request
-    assert sampler.frame_serves(_Handler(mine).get(), mine)  # self.request, no request arg
-    assert sampler.frame_serves(_Handler(theirs).get(mine), mine)  # *args[0]
-    assert not sampler.frame_serves(_Handler(theirs).post(theirs), mine)
-    assert sampler.frame_serves(_Handler(theirs).post(_FakeDrfRequest(mine)), mine)
+    assert following.frame_serves(view(mine), mine)
+    assert not following.frame_serves(view(theirs), mine)
+    assert following.frame_serves(view(_FakeDrfRequest(mine)), mine)  # DRF Request._request
+    assert following.frame_serves(_Handler(mine).get(), mine)  # self.request, no request arg
+    assert following.frame_serves(_Handler(theirs).get(mine), mine)  # *args[0]
+    assert not following.frame_serves(_Handler(theirs).post(theirs), mine)
+    assert following.frame_serves(_Handler(theirs).post(_FakeDrfRequest(mine)), mine)
 
 
 def test_verdict_is_cached_per_frame():
@@ -279,13 +280,13 @@ def test_verdict_is_cached_per_frame():
         return sys._getframe()
 
     frame = view(mine)
-    follow = sampler.ViewInvocation(mine, (view.__code__,))
-    real = sampler.frame_serves
+    follow = following.ViewInvocation(mine, (view.__code__,))
+    real = following.frame_serves
     try:
-        sampler.frame_serves = lambda f, r: calls.append(f) or real(f, r)  # type: ignore[assignment]
+        following.frame_serves = lambda f, r: calls.append(f) or real(f, r)  # type: ignore[assignment]
         assert follow.is_mine(frame) and follow.is_mine(frame)
     finally:
-        sampler.frame_serves = real  # type: ignore[assignment]
+        following.frame_serves = real  # type: ignore[assignment]
     assert calls == [frame]  # f_locals read once
     follow.release()
     assert follow.request is None and not follow._verdicts

@@ -8,7 +8,12 @@ import time
 
 import pytest
 
-from debug_toolbar_perf.sampling import session as sampler
+from debug_toolbar_perf.sampling import choice as engine_choice
+from debug_toolbar_perf.sampling import follow as following
+from debug_toolbar_perf.sampling import raw as raw_profile
+from debug_toolbar_perf.sampling import session as sampling_session
+from debug_toolbar_perf.sampling import thread as thread_engine
+from debug_toolbar_perf.sampling import vmprof_engine
 
 
 def burn(seconds: float) -> None:
@@ -34,7 +39,7 @@ def workload() -> None:
     light()
 
 
-def share(raw: sampler.RawProfile, name: str) -> float:
+def share(raw: raw_profile.RawProfile, name: str) -> float:
     hit = sum(n for (frames, _), n in raw.stacks.items() if any(f[0] == name for f in frames))
     return hit / raw.samples
 
@@ -48,37 +53,37 @@ def test_verdict_table_rule():
         (3, 11): {"0.6.0": False, "0.7.0": True},
         (3, 12): {"0.6.0": False},
     }
-    assert sampler.vmprof_verdict((3, 10), "0.6.0", table)[0] == "safe"
-    assert sampler.vmprof_verdict((3, 10), "0.6.2", table)[0] == "safe"  # newer than safe
-    assert sampler.vmprof_verdict((3, 10), "0.5.0", table)[0] == "unverified"
-    assert sampler.vmprof_verdict((3, 12), "0.6.0", table)[0] == "crashes"
-    assert sampler.vmprof_verdict((3, 12), "0.6.1", table)[0] == "unverified"
-    assert sampler.vmprof_verdict((3, 11), "0.7.0", table)[0] == "safe"  # listed as fixed
-    assert sampler.vmprof_verdict((3, 11), "0.7.1", table)[0] == "safe"
-    assert sampler.vmprof_verdict((3, 14), "0.6.0", table)[0] == "unverified"
+    assert engine_choice.vmprof_verdict((3, 10), "0.6.0", table)[0] == "safe"
+    assert engine_choice.vmprof_verdict((3, 10), "0.6.2", table)[0] == "safe"  # newer than safe
+    assert engine_choice.vmprof_verdict((3, 10), "0.5.0", table)[0] == "unverified"
+    assert engine_choice.vmprof_verdict((3, 12), "0.6.0", table)[0] == "crashes"
+    assert engine_choice.vmprof_verdict((3, 12), "0.6.1", table)[0] == "unverified"
+    assert engine_choice.vmprof_verdict((3, 11), "0.7.0", table)[0] == "safe"  # listed as fixed
+    assert engine_choice.vmprof_verdict((3, 11), "0.7.1", table)[0] == "safe"
+    assert engine_choice.vmprof_verdict((3, 14), "0.6.0", table)[0] == "unverified"
 
 
 def test_shipped_table_matches_field_notes():
-    assert sampler.vmprof_verdict((3, 11), "0.6.0")[0] == "crashes"
-    assert sampler.vmprof_verdict((3, 12), "0.6.0")[0] == "crashes"
-    assert sampler.vmprof_verdict((3, 10), "0.6.0")[0] == "safe"
-    assert sampler.vmprof_verdict((3, 13), "0.6.0")[0] == "safe"
+    assert engine_choice.vmprof_verdict((3, 11), "0.6.0")[0] == "crashes"
+    assert engine_choice.vmprof_verdict((3, 12), "0.6.0")[0] == "crashes"
+    assert engine_choice.vmprof_verdict((3, 10), "0.6.0")[0] == "safe"
+    assert engine_choice.vmprof_verdict((3, 13), "0.6.0")[0] == "safe"
 
 
 def test_choose_engine_never_starts_a_crashing_vmprof(monkeypatch):
-    monkeypatch.setattr(sampler, "VMPROF_SAFETY", {sys.version_info[:2]: {"0.6.0": False}})
-    monkeypatch.setattr(sampler, "installed_vmprof_version", lambda: "0.6.0")
+    monkeypatch.setattr(engine_choice, "VMPROF_SAFETY", {sys.version_info[:2]: {"0.6.0": False}})
+    monkeypatch.setattr(engine_choice, "installed_vmprof_version", lambda: "0.6.0")
     for setting in ("auto", "vmprof"):
-        choice = sampler.choose_engine(setting)
+        choice = engine_choice.choose_engine(setting)
         assert choice.engine == "thread"
         assert "crash" in choice.reason
-    monkeypatch.setattr(sampler, "installed_vmprof_version", lambda: "9.0.0")
-    assert sampler.choose_engine("auto").engine == "thread"  # unverified: not by default
-    assert sampler.choose_engine("vmprof").engine == "vmprof"  # explicit opt-in
-    monkeypatch.setattr(sampler, "installed_vmprof_version", lambda: None)
-    choice = sampler.choose_engine("auto")
+    monkeypatch.setattr(engine_choice, "installed_vmprof_version", lambda: "9.0.0")
+    assert engine_choice.choose_engine("auto").engine == "thread"  # unverified: not by default
+    assert engine_choice.choose_engine("vmprof").engine == "vmprof"  # explicit opt-in
+    monkeypatch.setattr(engine_choice, "installed_vmprof_version", lambda: None)
+    choice = engine_choice.choose_engine("auto")
     assert choice.engine == "thread" and choice.vmprof_missing
-    assert sampler.VMPROF_EXTRA in choice.reason
+    assert engine_choice.VMPROF_EXTRA in choice.reason
 
 
 # --- the thread sampler -------------------------------------------------------------------
@@ -86,8 +91,8 @@ def test_choose_engine_never_starts_a_crashing_vmprof(monkeypatch):
 
 def run_sampled(
     func, mode: str = "wall", interval_ms: float = 1.0, switch_ms: float | None = None
-) -> sampler.RawProfile:
-    s = sampler.ThreadSampler(threading.get_ident(), interval_ms, mode, switch_ms=switch_ms)
+) -> raw_profile.RawProfile:
+    s = thread_engine.ThreadSampler(threading.get_ident(), interval_ms, mode, switch_ms=switch_ms)
     s.start()
     try:
         func()
@@ -139,25 +144,25 @@ def test_wall_mode_sees_sleep_cpu_mode_does_not():
 
 
 def _sampler_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == sampler.SAMPLER_THREAD_NAME]
+    return [t for t in threading.enumerate() if t.name == thread_engine.SAMPLER_THREAD_NAME]
 
 
 def test_switch_interval_left_alone_by_default():
     before = sys.getswitchinterval()
-    s = sampler.ThreadSampler(threading.get_ident(), 1.0, "wall")
+    s = thread_engine.ThreadSampler(threading.get_ident(), 1.0, "wall")
     s.start()
     assert sys.getswitchinterval() == before
     assert len(_sampler_threads()) == 1
     s.stop()
     s.stop()  # idempotent
-    assert sampler.HUB.sessions == []  # never sampled again (the thread parks)
+    assert thread_engine.HUB.sessions == []  # never sampled again (the thread parks)
     assert s.result().switch_ms is None
 
 
 def test_switch_interval_lowered_on_request_and_restored():
     before = sys.getswitchinterval()
-    first = sampler.ThreadSampler(threading.get_ident(), 1.0, "wall", switch_ms=0.5)
-    second = sampler.ThreadSampler(threading.get_ident(), 1.0, "wall", switch_ms=2.0)
+    first = thread_engine.ThreadSampler(threading.get_ident(), 1.0, "wall", switch_ms=0.5)
+    second = thread_engine.ThreadSampler(threading.get_ident(), 1.0, "wall", switch_ms=2.0)
     first.start()
     assert sys.getswitchinterval() == pytest.approx(0.0005)
     second.start()
@@ -172,34 +177,34 @@ def test_switch_interval_lowered_on_request_and_restored():
 def test_parked_sampler_thread_is_reused_then_exits(monkeypatch):
     """start() does not pay for a thread start while the sampler thread is parked; parked
     for LINGER_S, it exits; the next session starts a new one."""
-    sampler.HUB.shutdown()
+    thread_engine.HUB.shutdown()
     assert _sampler_threads() == []
-    started = sampler.HUB.started_threads
+    started = thread_engine.HUB.started_threads
     for _ in range(3):
         raw = run_sampled(heavy)
         assert raw.samples > 10
         assert len(_sampler_threads()) == 1
-    assert sampler.HUB.started_threads == started + 1  # one thread for three sessions
-    monkeypatch.setattr(sampler._Hub, "LINGER_S", 0.05)
+    assert thread_engine.HUB.started_threads == started + 1  # one thread for three sessions
+    monkeypatch.setattr(thread_engine._Hub, "LINGER_S", 0.05)
     run_sampled(light)  # the thread now parks with the short linger
     deadline = time.monotonic() + 5
     while _sampler_threads() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert _sampler_threads() == []
-    assert sampler.HUB.thread is None
+    assert thread_engine.HUB.thread is None
     raw = run_sampled(light)
     assert raw.samples > 5
-    assert sampler.HUB.started_threads == started + 2
+    assert thread_engine.HUB.started_threads == started + 2
 
 
 def test_concurrent_sessions_share_one_sampler_thread():
     """Two requests at once: one sampler thread, each session sees only its own thread."""
-    started = sampler.HUB.started_threads
+    started = thread_engine.HUB.started_threads
     ready = threading.Barrier(2)
-    raws: dict[str, sampler.RawProfile] = {}
+    raws: dict[str, raw_profile.RawProfile] = {}
 
     def request(name: str, func) -> None:
-        s = sampler.ThreadSampler(threading.get_ident(), 1.0, "wall")
+        s = thread_engine.ThreadSampler(threading.get_ident(), 1.0, "wall")
         ready.wait()
         s.start()
         try:
@@ -212,12 +217,12 @@ def test_concurrent_sessions_share_one_sampler_thread():
     other.start()
     request("mine", mine)
     other.join()
-    assert sampler.HUB.started_threads - started <= 1  # both on one thread
+    assert thread_engine.HUB.started_threads - started <= 1  # both on one thread
     for own, foreign in (("mine", "theirs"), ("theirs", "mine")):
         names = {f[0] for (frames, _), _ in raws[own].stacks.items() for f in frames}
         assert own in names and foreign not in names
         assert raws[own].samples >= 5  # two busy threads and the sampler share the GIL
-    assert sampler.HUB.sessions == []
+    assert thread_engine.HUB.sessions == []
 
 
 def shared_generator():
@@ -269,8 +274,10 @@ def test_stacks_are_interned_by_code_identity():
 # --- vmprof (only where the table says it is safe) -----------------------------------------
 
 vmprof_safe = (
-    sampler.installed_vmprof_version() is not None
-    and sampler.vmprof_verdict(sys.version_info[:2], sampler.installed_vmprof_version() or "")[0]
+    engine_choice.installed_vmprof_version() is not None
+    and engine_choice.vmprof_verdict(
+        sys.version_info[:2], engine_choice.installed_vmprof_version() or ""
+    )[0]
     == "safe"
 )
 needs_safe_vmprof = pytest.mark.skipif(
@@ -281,7 +288,7 @@ needs_safe_vmprof = pytest.mark.skipif(
 @needs_safe_vmprof
 @pytest.mark.parametrize("mode", ["wall", "cpu"])
 def test_vmprof_known_split_and_thread_filter(mode):
-    s = sampler.VmprofSampler(1.0, mode, f"test-{mode}")
+    s = vmprof_engine.VmprofSampler(1.0, mode, f"test-{mode}")
     other = threading.Thread(target=theirs)
     other.start()
     s.start()
@@ -303,41 +310,41 @@ def test_vmprof_known_split_and_thread_filter(mode):
     names = {f[0] for (frames, _), _ in raw.stacks.items() for f in frames}
     assert "theirs" not in names  # the other thread's samples were filtered out
     assert raw.overhead_ms["disable"] > 0
-    assert sampler.raw_path(raw.raw_file or "") is not None
+    assert vmprof_engine.raw_path(raw.raw_file or "") is not None
 
 
 @needs_safe_vmprof
 def test_vmprof_busy_falls_back_to_thread_sampler():
-    first = sampler.start_session("auto", "wall", 1.0, "busy-first")
+    first = sampling_session.start_session("auto", "wall", 1.0, "busy-first")
     assert first.choice.engine == "vmprof"
     try:
-        second = sampler.start_session("auto", "wall", 1.0, "busy-second")
+        second = sampling_session.start_session("auto", "wall", 1.0, "busy-second")
         try:
             assert second.busy
             assert second.choice.engine == "thread"
-            assert isinstance(second.sampler, sampler.ThreadSampler)
+            assert isinstance(second.sampler, thread_engine.ThreadSampler)
         finally:
             second.stop()
     finally:
         first.stop()
-    third = sampler.start_session("auto", "wall", 1.0, "busy-third")
+    third = sampling_session.start_session("auto", "wall", 1.0, "busy-third")
     third.stop()
     assert third.choice.engine == "vmprof" and not third.busy
 
 
 def test_raw_path_rejects_traversal():
-    assert sampler.raw_path("../etc/passwd") is None
-    assert sampler.raw_path("x/../../y.vmprof") is None
-    assert sampler.raw_path("missing-file.vmprof") is None
+    assert vmprof_engine.raw_path("../etc/passwd") is None
+    assert vmprof_engine.raw_path("x/../../y.vmprof") is None
+    assert vmprof_engine.raw_path("missing-file.vmprof") is None
 
 
 # --- naming vmprof's code addresses without vmprof's heap walk ---------------------------
 
 
-def _vmprof_names_in_file(raw: sampler.RawProfile) -> dict[int, str]:
+def _vmprof_names_in_file(raw: raw_profile.RawProfile) -> dict[int, str]:
     from vmprof.reader import _read_prof
 
-    with open(sampler.raw_path(raw.raw_file or "") or "", "rb") as fh:
+    with open(vmprof_engine.raw_path(raw.raw_file or "") or "", "rb") as fh:
         return dict(_read_prof(fh).virtual_ips)
 
 
@@ -346,7 +353,7 @@ def _vmprof_names_in_file(raw: sampler.RawProfile) -> dict[int, str]:
 def test_vmprof_code_names_registry_vs_heap_walk(names):
     """'registry' names every frame although vmprof wrote no names (no heap walk ran);
     'heap' is vmprof's own disable(), which writes a name per sampled code object."""
-    s = sampler.VmprofSampler(1.0, "wall", f"names-{names}", names)
+    s = vmprof_engine.VmprofSampler(1.0, "wall", f"names-{names}", names)
     s.start()
     try:
         workload()
@@ -373,7 +380,7 @@ def test_vmprof_registry_names_code_freed_while_sampling():
         "def transient(n):\n    t = 0\n    for i in range(n):\n        t += i * i\n    return t\n",
         namespace,
     )
-    s = sampler.VmprofSampler(1.0, "wall", "names-freed", "registry")
+    s = vmprof_engine.VmprofSampler(1.0, "wall", "names-freed", "registry")
     s.start()
     try:
         namespace["transient"](400_000)
@@ -386,7 +393,7 @@ def test_vmprof_registry_names_code_freed_while_sampling():
 
 
 def test_registry_is_weak_and_walks_modules():
-    registry = sampler.CodeRegistry()
+    registry = vmprof_engine.CodeRegistry()
     code = compile("def gone():\n    return 1\n", "<gone>", "exec")
     inner = next(c for c in code.co_consts if isinstance(c, type(code)))
     registry.add(code)
@@ -404,7 +411,7 @@ def test_registry_is_weak_and_walks_modules():
     wanted = {
         id(Engine.template_loaders.func.__code__),  # functools.cached_property
         id(type(translation._trans).__getattr__.__code__),  # class reachable via an instance
-        id(sampler.CodeRegistry.resolve.__code__),
+        id(vmprof_engine.CodeRegistry.resolve.__code__),
     }
     found, walk_ms, left = registry.resolve(set(wanted))
     assert not left and set(found) == wanted
@@ -415,10 +422,10 @@ def test_registry_is_weak_and_walks_modules():
 def test_registry_walk_skips_types_without_a_namespace():
     """C types whose __dict__ mapping is None (seen with _testcapi) must not stop the walk."""
     testcapi = pytest.importorskip("_testcapi")
-    registry = sampler.CodeRegistry()
+    registry = vmprof_engine.CodeRegistry()
     registry._visit(list(vars(testcapi).values()), set())  # raised AttributeError before
-    registry._visit([sampler.CodeRegistry], set())
-    assert id(sampler.CodeRegistry.resolve.__code__) in registry._codes
+    registry._visit([vmprof_engine.CodeRegistry], set())
+    assert id(vmprof_engine.CodeRegistry.resolve.__code__) in registry._codes
 
 
 @pytest.mark.parametrize(
@@ -427,23 +434,25 @@ def test_registry_walk_skips_types_without_a_namespace():
 def test_following_other_threads_is_refused_on_311_only(
     version: tuple[int, int], refused: bool
 ) -> None:
-    assert (sampler.follow_refusal(version) is not None) is refused
+    assert (following.follow_refusal(version) is not None) is refused
 
 
 def test_a_followed_view_on_this_interpreter_is_refused_or_sampled() -> None:
     """On 3.11 nothing starts (no thread walks other stacks); elsewhere the sampler runs."""
     before = _sampler_threads()
     request = object()
-    follow = sampler.ViewInvocation(request, (test_gevent_patched_threads_are_refused.__code__,))
-    session = sampler.start_session("auto", "wall", 1.0, "follow", follow=follow, follow_why="asgi")
+    follow = following.ViewInvocation(request, (test_gevent_patched_threads_are_refused.__code__,))
+    session = sampling_session.start_session(
+        "auto", "wall", 1.0, "follow", follow=follow, follow_why="asgi"
+    )
     try:
         if sys.version_info[:2] == (3, 11):
             assert session.sampler is None and _sampler_threads() == before
             raw = session.result()
-            assert raw is not None and raw.not_sampled == sampler.FOLLOW_REFUSAL_311
+            assert raw is not None and raw.not_sampled == following.FOLLOW_REFUSAL_311
             assert raw.samples == 0
         else:
-            assert isinstance(session.sampler, sampler.ThreadSampler)
+            assert isinstance(session.sampler, thread_engine.ThreadSampler)
             assert session.followed and session.sampler.follow is follow
     finally:
         session.stop()
@@ -458,9 +467,9 @@ def test_gevent_patched_threads_are_refused(monkeypatch: pytest.MonkeyPatch, eng
     monkey.is_module_patched = lambda name: name == "threading"
     monkeypatch.setitem(sys.modules, "gevent.monkey", monkey)
     before = _sampler_threads()
-    session = sampler.start_session(engine, "wall", 1.0, "gevent-refused")
+    session = sampling_session.start_session(engine, "wall", 1.0, "gevent-refused")
     assert session.sampler is None
-    assert session.notes == [sampler.GEVENT_REFUSAL]
+    assert session.notes == [engine_choice.GEVENT_REFUSAL]
     assert "gevent" in session.choice.reason and "gthread" in session.choice.reason
     assert _sampler_threads() == before
     session.stop()  # harmless
@@ -473,10 +482,10 @@ def test_gevent_imported_but_not_patched_still_samples(monkeypatch: pytest.Monke
     monkey = types.ModuleType("gevent.monkey")
     monkey.is_module_patched = lambda name: False
     monkeypatch.setitem(sys.modules, "gevent.monkey", monkey)
-    assert sampler.gevent_refusal() is None
-    session = sampler.start_session("thread", "wall", 1.0, "gevent-unpatched")
+    assert engine_choice.gevent_refusal() is None
+    session = sampling_session.start_session("thread", "wall", 1.0, "gevent-unpatched")
     try:
-        assert isinstance(session.sampler, sampler.ThreadSampler)
+        assert isinstance(session.sampler, thread_engine.ThreadSampler)
     finally:
         session.stop()
 
@@ -488,14 +497,14 @@ def test_gevent_detection_with_the_real_gevent() -> None:
     pytest.importorskip("gevent")
     code = (
         "import sys\n"
-        "from debug_toolbar_perf.sampling import session as sampler\n"
-        "assert sampler.gevent_refusal() is None and 'gevent' not in sys.modules\n"
+        "from debug_toolbar_perf.sampling import choice as engine_choice\n"
+        "assert engine_choice.gevent_refusal() is None and 'gevent' not in sys.modules\n"
         "import gevent.monkey\n"
-        "assert sampler.gevent_refusal() is None\n"
+        "assert engine_choice.gevent_refusal() is None\n"
         "gevent.monkey.patch_all()\n"
-        "print(sampler.gevent_refusal())\n"
+        "print(engine_choice.gevent_refusal())\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    assert out.stdout.strip() == sampler.GEVENT_REFUSAL
+    assert out.stdout.strip() == engine_choice.GEVENT_REFUSAL

@@ -1,0 +1,86 @@
+"""From a stopped session to the JSON-native record the toolbar stores."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from types import CodeType
+from typing import Any
+
+from .session import LineMemorySession
+
+# -- the record ------------------------------------------------------------------------------
+
+
+def source_of(code: CodeType) -> tuple[int, list[str] | None, str | None]:
+    """(first line, source lines or None, why not) for a code object."""
+    try:
+        lines, start = inspect.getsourcelines(code)
+    except (OSError, TypeError) as exc:
+        return (
+            code.co_firstlineno,
+            None,
+            (
+                f"The source of {code.co_name} in {code.co_filename} cannot be read ({exc}); "
+                "line numbers are shown without their text."
+            ),
+        )
+    return max(start, 1), [line.rstrip("\n") for line in lines], None
+
+
+def build_record(session: LineMemorySession) -> dict[str, Any]:
+    """JSON-native record: per function, per executed line, bytes and counts."""
+    source = session.source
+    functions = []
+    for code, (label, why) in session.targets.items():
+        lines = session.lines.get(code)
+        if not lines:
+            continue
+        first, text, error = source_of(code)
+        functions.append(
+            {
+                "label": label,
+                "why": why,
+                "depth": session.depths.get(code, 0),
+                "name": code.co_name,
+                "file": code.co_filename,
+                "first_line": first,
+                "source": text,
+                "source_error": error,
+                "calls": session.calls.get(code, 0),
+                "lines": [[lineno, *rec] for lineno, rec in sorted(lines.items())],
+            }
+        )
+    not_run = [
+        label
+        for code, (label, why) in session.targets.items()
+        if code not in session.lines and why != "followed"
+    ]
+    return {
+        "backend": session.backend,
+        "backend_label": source.label if source else "",
+        "backend_meaning": source.meaning if source else "",
+        "backend_how": getattr(source, "how", ""),
+        "engine": session.engine,
+        "python": sys.version.split()[0],
+        "problem": session.problem,
+        "start_bytes": session.start_mem,
+        "end_bytes": session.end_mem,
+        "peak_bytes": session.peak,
+        "peak_exact": session.peak_exact,
+        "events": session.events,
+        "max_events": session.max_events,
+        "capped": session.capped,
+        "capped_calls": session.capped_calls,
+        "cap_mode": session.cap_mode,
+        "suspensions": session.suspensions,
+        "suspensions_shared": session.suspensions_shared,
+        "shared_intervals": session.shared_intervals,
+        "own_threads": session.own_threads,
+        "follow_depth": session.follow_depth,
+        "wall_ms": round(session.wall_ns / 1e6, 3),
+        "functions": functions,
+        "not_run": not_run,
+        "notes": list(session.notes),
+        "line_slots": ["line", "inc", "occ", "mem_after", "shared", "nshared"],
+    }

@@ -1,0 +1,149 @@
+"""Following a request's view call across threads (ASGI, async views under WSGI).
+
+The view may run in an asgiref executor thread or on the event loop among other
+requests' coroutines: a stack belongs to this request only if it passes through
+a frame running the view's code whose arguments hold this request. Walking
+*other* threads' stacks can crash CPython 3.11 (see :func:`follow_refusal`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from types import CodeType, FrameType
+from typing import Any
+
+
+def _refers_to(value: Any, request: Any) -> bool:
+    """``value`` is ``request``, wraps it (DRF's ``Request._request``) or holds it as
+    ``.request`` (a class-based view's ``self``).
+
+    Instance dicts are read with ``object.__getattribute__``, so no ``__getattr__``
+    and no lazy object (``request.user``...) runs in the sampler thread.
+    """
+    if value is request:
+        return True
+    for _ in range(2):  # value, then value.request
+        try:
+            attrs = object.__getattribute__(value, "__dict__")
+        except Exception:
+            return False
+        if type(attrs) is not dict:
+            return False
+        if attrs.get("_request") is request:
+            return True
+        value = attrs.get("request")
+        if value is None:
+            return False
+        if value is request:
+            return True
+    return False
+
+
+def frame_serves(frame: FrameType, request: Any) -> bool:
+    """Whether ``frame`` was called for ``request``: an argument is the request, wraps it
+    (DRF) or holds it (``self.request``). Reads ``f_locals`` once; callers cache the verdict."""
+    code = frame.f_code
+    count = code.co_argcount + code.co_kwonlyargcount
+    names = list(code.co_varnames[:count])
+    varargs = code.co_varnames[count] if code.co_flags & inspect.CO_VARARGS else None
+    try:
+        local = frame.f_locals
+        values = [local.get(name) for name in names]
+        if varargs is not None:
+            extra = local.get(varargs)
+            if type(extra) is tuple and extra:
+                values.append(extra[0])
+    except Exception:
+        return False
+    return any(v is not None and _refers_to(v, request) for v in values)
+
+
+class ViewInvocation:
+    """Recognises *this request's* call of the view among every thread's frames.
+
+    Under ASGI the view does not run in the thread that started the panel: a sync
+    view runs in an asgiref executor thread, an async view on the event loop,
+    interleaved with other requests' coroutines. A stack belongs to this request
+    only if it passes through a frame running the view's code whose arguments
+    hold this request. The verdict is cached per frame object, so ``f_locals`` is
+    read once per invocation; frames are held (frames cannot be weakly referenced
+    and an address may be reused) until the session stops, at most
+    :attr:`MAX_VERDICTS` of them.
+    """
+
+    MAX_VERDICTS = 64
+
+    def __init__(self, request: Any, codes: tuple[CodeType, ...]) -> None:
+        self.request = request
+        self.codes = codes  # keeps the ids below valid
+        self.code_ids = frozenset(id(c) for c in codes)
+        self._verdicts: dict[FrameType, bool] = {}
+
+    def is_mine(self, frame: FrameType) -> bool:
+        verdict = self._verdicts.get(frame)
+        if verdict is None:
+            verdict = frame_serves(frame, self.request)
+            if len(self._verdicts) < self.MAX_VERDICTS:
+                self._verdicts[frame] = verdict
+        return verdict
+
+    def release(self) -> None:
+        """Drop every frame and the request (the session is over)."""
+        self._verdicts = {}
+        self.request = None
+
+
+# --- one request's session ---------------------------------------------------------------
+
+#: Why a request's view call is followed across threads, by where the view runs.
+FOLLOW_REASONS = {
+    "asgi": (
+        "under ASGI a sync view runs in an asgiref executor thread and an async view on the "
+        "event loop among other requests' coroutines; vmprof samples threads, not requests, "
+        "so the thread sampler ran, keeping only the stacks that pass through this request's "
+        "view call"
+    ),
+    "async-view": (
+        "this async view runs in the event-loop thread asgiref starts for it (async_to_sync), "
+        "not in the request thread that vmprof would sample, so the thread sampler ran, "
+        "keeping only the stacks that pass through this request's view call"
+    ),
+}
+FOLLOW_UNRESOLVED = (
+    "The view runs outside the request thread (ASGI, or an async view), so the profile "
+    "follows this request's view call, and the view could not be resolved for this URL."
+)
+FOLLOW_MIDDLEWARE_NOTE = (
+    "SCOPE is 'middleware', but the view runs outside the thread of the middleware chain "
+    "(ASGI: partly on the event loop, partly in executor threads, interleaved with other "
+    "requests); the profile is rooted at the view instead."
+)
+FOLLOW_NOTE = (
+    "The profile holds only this request's view call, in whichever thread it ran. Ticks "
+    "while it was not running (awaiting I/O, other requests' code on the event loop, "
+    "middleware) are counted as 'away' and not shown."
+)
+
+
+FOLLOW_REFUSAL_311 = (
+    "The view runs outside the request thread (ASGI, or an async view), so "
+    "the profile must walk other threads' stacks, and on Python 3.11 that can crash the "
+    "interpreter (a CPython 3.11 frame bug that also crashed Sentry's and Datadog's "
+    "samplers; measured here: uvicorn died in 2 of 4 test runs). Profile this page on "
+    "Python 3.12+, or under a WSGI server (runserver, gunicorn sync/gthread) with a sync view."
+)
+
+
+def follow_refusal(version: tuple[int, int] | None = None) -> str | None:
+    """Why following a view call across threads is refused on this interpreter, or None.
+
+    On 3.11, ``frame.f_back`` on a frame of another thread taken from
+    ``sys._current_frames()`` can read a half-built or freed interpreter frame
+    (``PyFrame_GetBack`` -> ``_PyFrame_IsIncomplete``) and segfault: seen here under
+    uvicorn with executor threads starting and ending. 3.10, 3.12 and 3.13 ran clean.
+    The request thread's own stack (WSGI, sync view) is not refused: that thread cannot
+    start or end while its request is sampled, and no crash was seen on that path.
+    """
+    version = sys.version_info[:2] if version is None else version
+    return FOLLOW_REFUSAL_311 if version == (3, 11) else None
