@@ -1,7 +1,8 @@
 """Performance panels for django-debug-toolbar.
 
-Data flows one way: engine (measures one request) -> record (JSON-ready dict)
--> analysis (findings) -> render (panel HTML, terminal, exports).
+Data flows one way, per panel (one folder each: ``sampling/``, ``line_memory/``,
+``instances/``, ``explain/``): engine (measures one request) -> record (JSON-native,
+stored by the toolbar) -> report (findings) -> panel HTML, terminal, exports.
 """
 
 __version__ = "0.1.0.dev0"

@@ -19,17 +19,15 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import urlencode
 
-from debug_toolbar.forms import SignedDataForm
 from debug_toolbar.panels import Panel
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.templatetags.static import static
-from django.urls import path, reverse
 
 from .availability import EngineProblem, missing_engine
+from .endpoints import signed_url, urls
 from .records import check_json, error_record
 from .scope import UNRESOLVED, ViewTarget, resolve_view_target
 
@@ -68,6 +66,8 @@ class PerfPanel(Panel):
     extra_scripts: ClassVar[tuple[str, ...]] = ()
     #: (format, label) pairs offered as download links.
     export_formats: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: Names of the endpoints (``endpoints.ENDPOINTS``) this panel mounts.
+    endpoints: ClassVar[tuple[str, ...]] = ("perf_export",)
     #: Every perf panel runs under ASGI too (the toolbar disables panels that say False).
     #: Engines read :attr:`asgi` to pick how they follow the request across threads.
     is_async = True
@@ -101,6 +101,20 @@ class PerfPanel(Panel):
 
     def subtitle(self, stats: dict[str, Any]) -> str:
         return ""
+
+    def make_report(self, record: Any) -> Any:
+        """The feature's findings for a stored record (its ``report()``): computed once per
+        record by :meth:`report`, and read by the content and the subtitle alike."""
+        return None
+
+    def report(self, stats: dict[str, Any]) -> Any:
+        record = stats["record"]
+        cached = self.__dict__.get("_perf_report")
+        if cached is not None and cached[0] is record:
+            return cached[1]
+        made = self.make_report(record)
+        self.__dict__["_perf_report"] = (record, made)
+        return made
 
     def export(self, fmt: str, stats: dict[str, Any]) -> ExportFile | None:
         return None
@@ -266,19 +280,18 @@ class PerfPanel(Panel):
         request_id = getattr(self.toolbar, "request_id", None)
         if not request_id or not self.export_formats:
             return []
-        base = reverse("djdt:perf_export")
-        links = []
-        for fmt, label in self.export_formats:
-            signed = SignedDataForm.sign(
-                {"request_id": request_id, "panel_id": self.panel_id, "format": fmt}
-            )
-            links.append(
-                {"format": fmt, "label": label, "url": f"{base}?{urlencode({'signed': signed})}"}
-            )
-        return links
+        return [
+            {
+                "format": fmt,
+                "label": label,
+                "url": signed_url(
+                    "perf_export",
+                    {"request_id": request_id, "panel_id": self.panel_id, "format": fmt},
+                ),
+            }
+            for fmt, label in self.export_formats
+        ]
 
     @classmethod
     def get_urls(cls) -> list[Any]:
-        from .endpoints import export
-
-        return [path("perf/export/", export, name="perf_export")]
+        return urls(cls, cls.endpoints)

@@ -110,10 +110,10 @@ class Budget:
         if not self.max_instances and self.max_total_instances is None:
             return []
         record = _need(run, "instances")
-        from .instances.analysis import findings as instance_findings
+        from .instances.report import report
 
         models = {m["label"]: m for m in record.get("models") or []}
-        found = instance_findings(record)
+        found = report(record)["findings"]
         out = []
         for label, limit in self.max_instances.items():
             model = models.get(label)
@@ -156,9 +156,9 @@ class Budget:
             return []
         record = _need(run, "explain")
         from .conf import get_config
-        from .explain.findings import analyse
+        from .explain.report import report
 
-        shapes = analyse(record, get_config()["EXPLAIN"])
+        shapes = report(record, get_config()["EXPLAIN"]).shapes
         out = []
         statements = int(record.get("statements") or 0)
         if self.max_queries is not None and statements > self.max_queries:
@@ -212,11 +212,13 @@ class Budget:
         measured = median if median is not None else duration
         if measured <= self.max_ms:
             return []
-        from .sampling.calltree import hot_functions
+        from .conf import get_config
+        from .sampling.report import report
 
         what = "median of the runs" if median is not None else "the request"
         details = [f"profiled scope: {record.get('root_label') or '?'}"]
-        for row in hot_functions(record, "self", limit=5):
+        found = report(record, int(get_config()["SAMPLING"]["MIN_SAMPLES"]))
+        for row in found.hot_self[:5]:
             details.append(
                 f"{row['self_pct']:5.1f}% self  {row['name']}  "
                 f"({relpath(row['file'])}:{row['line']})"
@@ -306,7 +308,7 @@ def where(frame: Mapping[str, Any] | None) -> list[str]:
     if not frame:
         return ["(no call site recorded)"]
     out = [f"{relpath(frame.get('file') or '')}:{frame.get('line')} in {frame.get('function')}"]
-    code = frame.get("code") or frame.get("source")
+    code = frame.get("code")
     if code:
         out.append(f"    {code}")
     return out

@@ -1,28 +1,40 @@
-"""Endpoints the panels add under the toolbar's URL namespace.
+"""Every HTTP endpoint of the panels, mounted under the toolbar's URL namespace.
 
 Each obeys the toolbar's show-toolbar check and accepts only data signed by the
-toolbar (``SignedDataForm``), so the browser can name a stored request and a
-format, never a file path or SQL text.
+toolbar (``SignedDataForm``, through :func:`sign` and :func:`signed_payload`), so the
+browser can name a stored request, a panel and a format or shape, never a file path
+or SQL text. The work itself is the panel's: an endpoint finds the stored panel
+(:mod:`.store`) and calls its method, so this module imports no feature.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from debug_toolbar.decorators import require_show_toolbar
 from debug_toolbar.forms import SignedDataForm
-from debug_toolbar.toolbar import DebugToolbar
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotFound
-from django.views.decorators.http import require_GET
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseNotFound,
+    JsonResponse,
+)
+from django.urls import URLPattern, path, reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from .store import stored_panel, stored_toolbar
 
 try:  # Django 5.1+
     from django.contrib.auth.decorators import login_not_required
 except ImportError:  # pragma: no cover
 
-    def login_not_required(view):  # type: ignore[no-redef]
-        view.login_required = False
-        return view
+    def login_not_required(view_func: Any) -> Any:  # type: ignore[misc]
+        view_func.login_required = False
+        return view_func
 
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -35,11 +47,21 @@ def safe_filename(name: str) -> str:
     return cleaned[:150]
 
 
+def sign(payload: dict[str, str]) -> str:
+    """The toolbar's signature of ``payload`` (what :func:`signed_payload` accepts)."""
+    return SignedDataForm.sign(payload)
+
+
+def signed_url(name: str, payload: dict[str, str]) -> str:
+    """The URL of endpoint ``djdt:<name>`` with ``payload`` signed in its query string."""
+    return f"{reverse(f'djdt:{name}')}?{urlencode({'signed': sign(payload)})}"
+
+
 def signed_payload(request: HttpRequest, *keys: str) -> dict[str, Any] | HttpResponse:
     """The toolbar-signed payload of ``request`` with ``keys`` as strings, else a 400.
 
-    Every endpoint of the panels reads its input only through this, so a forged, tampered,
-    oversized or malformed payload never reaches a view's logic.
+    Every endpoint reads its input only through this, so a forged, tampered, oversized
+    or malformed payload never reaches a view's logic.
     """
     source = request.POST if request.method == "POST" else request.GET
     signed = source.get("signed", "")
@@ -53,23 +75,23 @@ def signed_payload(request: HttpRequest, *keys: str) -> dict[str, Any] | HttpRes
     return data
 
 
+# -- the endpoints ----------------------------------------------------------------------
+
+
 @login_not_required
 @require_show_toolbar
 @require_GET
-def export(request: HttpRequest) -> HttpResponse:
+def export(request: HttpRequest, panel_class: Any = None) -> HttpResponse:
+    """A panel's export (speedscope, collapsed stacks, text...) of a stored request."""
     data = signed_payload(request, "request_id", "panel_id", "format")
     if isinstance(data, HttpResponse):
         return data
     request_id, panel_id, fmt = (data[k] for k in ("request_id", "panel_id", "format"))
-    toolbar = DebugToolbar.fetch(request_id, panel_id)
-    if toolbar is None:
+    if stored_toolbar(request_id, panel_id) is None:
         return HttpResponseNotFound("This request is no longer stored; reload the page.")
-    try:
-        panel = toolbar.get_panel_by_id(panel_id)
-    except KeyError:
-        return HttpResponseNotFound("Unknown panel")
+    panel = stored_panel(request_id, panel_id)
     exporter = getattr(panel, "export", None)
-    if exporter is None:
+    if panel is None or exporter is None:
         return HttpResponseNotFound("Unknown panel")
     stats = panel.get_stats()
     if not stats or not stats.get("record"):
@@ -81,3 +103,64 @@ def export(request: HttpRequest) -> HttpResponse:
     response["Content-Disposition"] = f'attachment; filename="{safe_filename(result.filename)}"'
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+@csrf_exempt  # the payload is signed by the toolbar; nothing else is read from the request
+@login_not_required
+@require_show_toolbar
+@require_POST
+def explain_analyze(request: HttpRequest, panel_class: Any = None) -> HttpResponse:
+    """EXPLAIN ANALYZE of one stored query shape (the ExplainPanel's ``analyze_shape``)."""
+    data = signed_payload(request, "request_id", "panel_id", "shape")
+    if isinstance(data, HttpResponse):
+        return data
+    request_id, panel_id, shape_id = (data[k] for k in ("request_id", "panel_id", "shape"))
+    if stored_toolbar(request_id, panel_id) is None:
+        status, body = 404, {"error": "This request is no longer stored; reload the page."}
+    else:
+        panel = stored_panel(request_id, panel_id)
+        analyze = getattr(panel, "analyze_shape", None)
+        if panel is None or analyze is None:
+            status, body = 404, {"error": "Unknown panel."}
+        else:
+            status, body = analyze(panel.get_stats() or {}, shape_id)
+    if "error" in body:
+        from django.template.loader import render_to_string
+
+        body = {"content": render_to_string(ANALYZE_TEMPLATE, body)}
+    return JsonResponse(body, status=status)
+
+
+ANALYZE_TEMPLATE = "debug_toolbar_perf/panels/explain_analyze.html"
+
+
+@login_not_required
+@require_show_toolbar
+@require_GET
+def heap_summary(request: HttpRequest, panel_class: Any = None) -> HttpResponse:
+    """Pympler's summary of the whole heap (``panel_class.heap_summary``), on demand only."""
+    data = signed_payload(request, "action")
+    if isinstance(data, HttpResponse):
+        return data
+    if data["action"] != "heap":
+        return HttpResponseBadRequest("Invalid signature")
+    summarize = getattr(panel_class, "heap_summary", None)
+    if summarize is None:
+        return HttpResponseNotFound("Unknown panel")
+    status, body = summarize()
+    return JsonResponse(body, status=status)
+
+
+#: name -> (route, view). Each panel mounts the ones it serves (``PerfPanel.endpoints``), and
+#: each view gets the class of the panel that mounted it.
+ENDPOINTS = {
+    "perf_export": ("perf/export/", export),
+    "perf_explain_analyze": ("perf/explain/analyze/", explain_analyze),
+    "perf_instances_heap": ("perf/instances/heap/", heap_summary),
+}
+
+
+def urls(panel_class: type, names: tuple[str, ...]) -> list[URLPattern]:
+    return [
+        path(ENDPOINTS[n][0], ENDPOINTS[n][1], {"panel_class": panel_class}, name=n) for n in names
+    ]

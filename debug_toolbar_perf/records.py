@@ -8,11 +8,71 @@ dicts with string keys, lists, strings, finite numbers, booleans and None only.
 
 from __future__ import annotations
 
+import linecache
 import math
 import traceback
-from typing import Any
+from typing import Any, TypedDict
 
 JSONValue = Any
+
+
+class ErrorRecord(TypedDict):
+    """A failure of our own code, shown inside the panel (never on the user's page)."""
+
+    stage: str
+    type: str
+    message: str
+    traceback: str
+
+
+class TargetJSON(TypedDict):
+    """What the measurement covered: the view's label and kind (``scope.ViewTarget``)."""
+
+    label: str
+    kind: str
+
+
+class ProblemJSON(TypedDict):
+    """Why a panel cannot measure here, and how to fix it."""
+
+    message: str
+    fix: str
+
+
+class Stats(TypedDict, total=False):
+    """What every perf panel stores in the toolbar's store (``{}`` before it records).
+
+    ``record`` is the feature's own record (each feature types it: ``SamplingRecord``,
+    ``LineMemoryRecord``, ``InstancesRecord``, ``ExplainRecord``), or None when the
+    panel could not measure.
+    """
+
+    version: int
+    target: TargetJSON
+    problem: ProblemJSON | None
+    record: Any
+    errors: list[ErrorRecord]
+
+
+class Frame(TypedDict):
+    """One line of code, the same everywhere a panel names one (a site, a stack frame)."""
+
+    file: str
+    line: int
+    function: str
+    code: str  # the source line, stripped (empty when it cannot be read)
+    project: bool
+
+
+def frame_json(filename: str, line: int, function: str, project: bool) -> Frame:
+    """A :class:`Frame` with its source line read once (``linecache``)."""
+    return {
+        "file": filename,
+        "line": line,
+        "function": function,
+        "code": linecache.getline(filename, line).strip()[:300],
+        "project": project,
+    }
 
 
 class RecordError(TypeError):
@@ -40,7 +100,7 @@ def check_json(value: Any, path: str = "stats") -> None:
     raise RecordError(f"{path} is a {type(value).__name__}, not JSON-native")
 
 
-def error_record(stage: str, exc: BaseException) -> dict[str, Any]:
+def error_record(stage: str, exc: BaseException) -> ErrorRecord:
     """What the panel shows when its own code failed at ``stage``."""
     return {
         "stage": stage,

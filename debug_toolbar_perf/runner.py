@@ -4,7 +4,7 @@ Shared by ``manage.py profile_request`` and :func:`debug_toolbar_perf.testing.pe
 both force the toolbar on for a block (whatever ``SHOW_TOOLBAR_CALLBACK``, ``DEBUG`` or the
 panel list say), catch every toolbar created inside it (``DebugToolbar._created``, as
 django-debug-toolbar's own tests do), and read each panel's stats back from the toolbar's
-JSON store with ``DebugToolbar.fetch`` - the very records the panels render in the browser.
+JSON store (``store.py``) - the very records the panels render in the browser.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 from django.conf import settings
 from django.test.utils import override_settings
 from django.urls import NoReverseMatch, include, path, reverse
+
+from .store import stored_stats, stored_toolbar
 
 #: Short names (command line, budgets) -> (panel id, dotted class path).
 PANELS: dict[str, tuple[str, str]] = {
@@ -147,8 +149,6 @@ class Run:
 
 def read_run(toolbar: Any, panels: Iterable[str]) -> Run | None:
     """The stats each chosen panel stored for this toolbar's request (None if evicted)."""
-    from debug_toolbar.toolbar import DebugToolbar
-
     request = toolbar.request
     run = Run(
         method=getattr(request, "method", None) or "GET",
@@ -157,13 +157,9 @@ def read_run(toolbar: Any, panels: Iterable[str]) -> Run | None:
     )
     for name in panels:
         panel_id = PANELS[name][0]
-        stored = DebugToolbar.fetch(toolbar.request_id, panel_id)
-        if stored is None:
+        if stored_toolbar(toolbar.request_id, panel_id) is None:
             return None
-        try:
-            run.stats[name] = stored.get_panel_by_id(panel_id).get_stats() or {}
-        except KeyError:
-            run.stats[name] = {}
+        run.stats[name] = dict(stored_stats(toolbar.request_id, panel_id) or {})
     return run
 
 

@@ -18,6 +18,8 @@ from django.dispatch import receiver
 from django.test import Client
 from django.urls import clear_url_caches
 
+from debug_toolbar_perf.store import stored_panel
+
 REQUIRE_SERVICES = os.environ.get("PERF_REQUIRE_SERVICES") == "1"
 
 
@@ -114,9 +116,9 @@ class ToolbarRun:
 
     def stored_panel(self, panel_id: str) -> Any:
         """A fresh panel instance built from the JSON store only (what the browser sees)."""
-        stored = DebugToolbar.fetch(self.request_id, panel_id)
+        stored = stored_panel(self.request_id, panel_id)
         assert stored is not None, "request not in the toolbar's store"
-        return stored.get_panel_by_id(panel_id)
+        return stored
 
     def stats(self, panel_id: str) -> dict[str, Any]:
         return self.stored_panel(panel_id).get_stats()

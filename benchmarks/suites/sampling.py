@@ -32,6 +32,7 @@ from typing import Any
 from django.conf import settings
 
 from debug_toolbar_perf.sampling import calltree
+from debug_toolbar_perf.sampling import report as sampling_report
 
 from ..harness import Result, Variant, measure
 from .common import PERF, baseline, getter, panels
@@ -177,7 +178,7 @@ def _annotate(results: list[Result], ours: set[str]) -> None:
             rate = statistics.median(float(x.get("rate_hz") or 0) for x in recs)
             engines = sorted({x.get("engine", "?") for x in recs})
             over = statistics.median(
-                calltree.request_overhead_ms(x.get("overhead_ms") or {}) for x in recs
+                sampling_report.request_overhead_ms(x.get("overhead_ms") or {}) for x in recs
             )
             disable = [x["overhead_ms"]["disable"] for x in recs if "disable" in x["overhead_ms"]]
             walk = [x["overhead_ms"].get("code_walk", 0.0) for x in recs]
@@ -300,7 +301,6 @@ def synthetic_profile(seconds: int, seed: int = 7) -> Any:
 
 
 def _stats_size(quick: bool) -> list[Result]:
-    from debug_toolbar_perf.sampling import calltree
     from debug_toolbar_perf.sampling.panel import SamplingProfilerPanel
     from debug_toolbar_perf.scope import is_project_file
 

@@ -49,8 +49,8 @@ from .sites import (
     ASGI_BOUNDARY,
     Hint,
     Site,
-    frame_json,
     make_hint,
+    site_json,
     site_of,
     stack_of,
     task_issuer,
@@ -504,10 +504,9 @@ class CaptureSession:
                     "total_ms": round(shape.total_s * 1000, 3),
                     "max_ms": round(shape.max_s * 1000, 3),
                     "lines": [
-                        {**frame_json(*where), "count": n}
-                        for where, n in shape.lines.most_common(5)
+                        {**site_json(*where), "count": n} for where, n in shape.lines.most_common(5)
                     ],
-                    "stack": [frame_json(*f) for f in shape.stack],
+                    "stack": [site_json(*f) for f in shape.stack],
                     "plan": shape.plan,
                     "plan_error": shape.plan_error,
                     "skipped": shape.skipped,

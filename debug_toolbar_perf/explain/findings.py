@@ -299,7 +299,7 @@ def n_plus_one(shape: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any] | N
     sql = shape.get("sql") or ""
     lines = shape.get("lines") or []
     line = next((ln for ln in lines if ln.get("project")), lines[0] if lines else None)
-    fix, orm = _relation_fix(sql, (line or {}).get("source") or "")
+    fix, orm = _relation_fix(sql, (line or {}).get("code") or "")
     where = f" at {line['file']}:{line['line']}" if line else ""
     return Finding(
         "n_plus_one",

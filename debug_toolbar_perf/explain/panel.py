@@ -1,8 +1,9 @@
 """ExplainPanel: the plan of every distinct query shape of the request, with findings.
 
-Thin: capture and EXPLAIN live in ``engines/explain``, the plan model and the
-findings in ``analysis/plans*``. Everything shown is computed from the stored
-stats.
+Thin: capture and EXPLAIN live in ``capture.py`` (with ``sites.py``, ``shapes.py``,
+``params.py`` and ``vendors/``), the plan model in ``plans.py``, the findings in
+``findings.py`` and ``indexes.py``, gathered by ``report.py``. Everything shown is
+computed from the stored stats.
 
 The EXPLAINs must run on the connection where the statements ran, while the
 view's parameters are live. Under WSGI that is the request thread, at the end of
@@ -20,21 +21,25 @@ from typing import Any
 
 import sqlparse
 from asgiref.sync import sync_to_async
-from debug_toolbar.forms import SignedDataForm
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
-from django.urls import path
+from django.template.loader import render_to_string
 
 from ..base import PerfPanel
 from ..conf import get_config
+from ..endpoints import ANALYZE_TEMPLATE, sign
 from ..scope import ViewTarget
+from .analyze import AnalyzeRefused, run_analyze
 from .capture import CaptureSession, current_task, install
-from .findings import analyse
+from .findings import plan_findings
+from .report import ExplainReport, report
 
 
 class ExplainPanel(PerfPanel):
     title = "EXPLAIN"
     template = "debug_toolbar_perf/panels/explain.html"
     extra_scripts = ("debug_toolbar_perf/js/explain.js",)
+    endpoints = ("perf_export", "perf_explain_analyze")
 
     def start(self, request: HttpRequest, target: ViewTarget) -> CaptureSession:
         cfg = get_config()["EXPLAIN"]
@@ -78,10 +83,14 @@ class ExplainPanel(PerfPanel):
     ) -> dict[str, Any]:
         return session.to_record(int(get_config()["EXPLAIN"]["MAX_SHAPES"]))
 
+    def make_report(self, record: dict[str, Any]) -> ExplainReport:
+        return report(record, get_config()["EXPLAIN"])
+
     def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
         record = stats["record"]
         cfg = get_config()["EXPLAIN"]
-        shapes = analyse(record, cfg)
+        found: ExplainReport = self.report(stats)
+        shapes = [dict(s) for s in found.shapes]  # the report is shared: add to copies
         request_id = getattr(self.toolbar, "request_id", None)
         for shape in shapes:
             shape["sql_formatted"] = sqlparse.format(
@@ -95,35 +104,46 @@ class ExplainPanel(PerfPanel):
                 and bool(request_id)
             )
             shape["signed"] = (
-                SignedDataForm.sign(
-                    {"request_id": request_id, "panel_id": self.panel_id, "shape": shape["id"]}
-                )
+                sign({"request_id": request_id, "panel_id": self.panel_id, "shape": shape["id"]})
                 if request_id
                 else ""
             )
-        findings = sum(len(s["findings"]) for s in shapes)
         return {
             "record": record,
             "shapes": shapes,
-            "finding_count": findings,
-            "explained": _explained(record),
+            "finding_count": found.finding_count,
+            "explained": found.explained,
             "allow_writes": bool(cfg["ALLOW_ANALYZE_WRITES"]),
         }
 
     def subtitle(self, stats: dict[str, Any]) -> str:
-        record = stats.get("record") or {}
-        findings = sum(len(s["findings"]) for s in analyse(record, get_config()["EXPLAIN"]))
-        return f"{_explained(record)} shapes explained · {findings} findings"
+        return str(self.report(stats).subtitle)
 
-    @classmethod
-    def get_urls(cls) -> list[Any]:
-        from .views import explain_analyze
+    def analyze_shape(self, stats: dict[str, Any], shape_id: str) -> tuple[int, dict[str, Any]]:
+        """(status, JSON body) of the on-demand EXPLAIN ANALYZE of one stored shape.
 
-        return [
-            *super().get_urls(),
-            path("perf/explain/analyze/", explain_analyze, name="perf_explain_analyze"),
-        ]
-
-
-def _explained(record: dict[str, Any]) -> int:
-    return sum(1 for s in record.get("shapes") or [] if s.get("plan"))
+        The SQL and its typed parameters come from the stored stats, never the browser.
+        An ``error`` key is rendered by the endpoint with the analyze template.
+        """
+        shapes = (stats.get("record") or {}).get("shapes") or []
+        shape = next((s for s in shapes if s.get("id") == shape_id), None)
+        if shape is None:
+            return 404, {"error": "Unknown query shape."}
+        cfg = get_config()["EXPLAIN"]
+        try:
+            result = run_analyze(
+                shape,
+                allow_writes=bool(cfg["ALLOW_ANALYZE_WRITES"]),
+                timeout_ms=int(cfg["STATEMENT_TIMEOUT_MS"]),
+            )
+        except AnalyzeRefused as exc:
+            return 403, {"error": str(exc), "refused": True}
+        except (DatabaseError, NotImplementedError) as exc:
+            return 200, {"error": f"{type(exc).__name__}: {exc}".strip()}
+        findings = plan_findings(shape, cfg, plan=result["plan"])
+        nodes = sorted({f["node"] for f in findings if f.get("node")})
+        html = render_to_string(
+            ANALYZE_TEMPLATE,
+            {"result": result, "findings": findings, "finding_nodes": nodes, "shape": shape},
+        )
+        return 200, {"content": html, "findings": [f["code"] for f in findings]}

@@ -26,12 +26,12 @@ task. When the thread's stack has no project frame, the task's chain of awaits
 from __future__ import annotations
 
 import inspect
-import linecache
 import os
 import sys
 import sysconfig
 from typing import Any
 
+from ..records import Frame, frame_json
 from ..scope import is_project_file, on_project_paths_changed
 
 #: ``(filename, line, function)``.
@@ -269,11 +269,6 @@ def stack_of(frame: Any, task: Any = None, loop_thread: int | None = None) -> li
     return out
 
 
-def frame_json(filename: str, line: int, function: str) -> dict[str, Any]:
-    return {
-        "file": filename,
-        "line": line,
-        "function": function,
-        "project": is_project_file(filename),
-        "source": linecache.getline(filename, line).strip()[:300],
-    }
+def site_json(filename: str, line: int, function: str) -> Frame:
+    """A recorded site as the shared :class:`~debug_toolbar_perf.records.Frame`."""
+    return frame_json(filename, line, function, is_project_file(filename))

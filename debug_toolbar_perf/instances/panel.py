@@ -1,7 +1,7 @@
 """ModelInstancesPanel: every model instance the request built, where, and how big.
 
-Thin: the engine (``engines/instances.py``) counts through one process-wide hook
-gated per request; the analysis (``analysis/instances.py``) turns the stored
+Thin: the hook (``hook.py``) counts through one process-wide hook gated per
+request into a ``collector.py``; ``record.py`` stores it and ``report.py`` turns the stored
 record into findings. Pympler is needed only for sizes and the heap summary, so
 its absence is a note in the panel, not a block.
 """
@@ -9,23 +9,20 @@ its absence is a note in the panel, not a block.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
-from debug_toolbar.decorators import require_show_toolbar
-from debug_toolbar.forms import SignedDataForm
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
-from django.urls import path, reverse
-from django.views.decorators.http import require_GET
+from django.http import HttpRequest, HttpResponse
 
 from ..availability import EngineProblem, module_installed
 from ..base import PerfPanel
 from ..conf import get_config
-from ..endpoints import login_not_required, signed_payload
+from ..endpoints import signed_url
 from ..scope import ViewTarget
-from . import analysis
 from .collector import Collector
 from .hook import Session
 from .record import build_record
+from .report import report
+
+PYMPLER_FIX = 'pip install "django-debug-toolbar-perf[pympler]"'
 
 
 class ModelInstancesPanel(PerfPanel):
@@ -34,6 +31,7 @@ class ModelInstancesPanel(PerfPanel):
     title = "Model instances"
     template = "debug_toolbar_perf/panels/instances.html"
     extra_scripts = ("debug_toolbar_perf/js/instances.js",)
+    endpoints = ("perf_export", "perf_instances_heap")
 
     def engine_problem(self) -> EngineProblem | None:
         return None  # counting needs only Django; missing Pympler is shown as a note
@@ -77,48 +75,29 @@ class ModelInstancesPanel(PerfPanel):
             full_gc=bool(cfg["FULL_GC"]),
         )
 
+    def make_report(self, record: dict[str, Any]) -> dict[str, Any]:
+        return report(record)
+
     def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
-        ctx = analysis.context(stats["record"])
+        ctx = dict(self.report(stats))
         ctx["heap_url"] = self.heap_summary_url()
-        ctx["pympler_fix"] = 'pip install "django-debug-toolbar-perf[pympler]"'
+        ctx["pympler_fix"] = PYMPLER_FIX
         return ctx
 
     def subtitle(self, stats: dict[str, Any]) -> str:
-        return analysis.subtitle(stats["record"])
+        return str(self.report(stats)["subtitle_text"])
 
     def heap_summary_url(self) -> str | None:
         request_id = getattr(self.toolbar, "request_id", None)
         if not request_id:
             return None
-        signed = SignedDataForm.sign({"request_id": request_id, "action": "heap"})
-        return f"{reverse('djdt:perf_instances_heap')}?{urlencode({'signed': signed})}"
+        return signed_url("perf_instances_heap", {"request_id": request_id, "action": "heap"})
 
     @classmethod
-    def get_urls(cls) -> list[Any]:
-        return [
-            *super().get_urls(),
-            path("perf/instances/heap/", heap_summary, name="perf_instances_heap"),
-        ]
+    def heap_summary(cls) -> tuple[int, dict[str, Any]]:
+        """(status, JSON body): Pympler's muppy summary of the whole heap (0.3-4 s), lazy-safe."""
+        if not module_installed("pympler"):
+            return 501, {"error": "Pympler is not installed.", "fix": PYMPLER_FIX}
+        from .heap import heap_summary as summarize
 
-
-@login_not_required
-@require_show_toolbar
-@require_GET
-def heap_summary(request: HttpRequest) -> HttpResponse:
-    """Pympler muppy summary of the whole heap, on demand only (0.3-4 s), lazy-safe."""
-    data = signed_payload(request, "action")
-    if isinstance(data, HttpResponse):
-        return data
-    if data["action"] != "heap":
-        return HttpResponseBadRequest("Invalid signature")
-    if not module_installed("pympler"):
-        return JsonResponse(
-            {
-                "error": "Pympler is not installed.",
-                "fix": 'pip install "django-debug-toolbar-perf[pympler]"',
-            },
-            status=501,
-        )
-    from .heap import heap_summary as summarize
-
-    return JsonResponse(summarize(limit=30))
+        return 200, summarize(limit=30)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import gc
-import linecache
 import time
 from typing import Any
 
+from ..records import Frame, frame_json
 from ..scope import is_project_file
 from .collector import Collector, Site
 from .sizes import MIN_SIZE_SAMPLES, SIZE_PRECISION, measure_sizes
@@ -22,14 +22,8 @@ def model_label(model: type) -> str:
     return str(getattr(meta, "label", None) or f"{model.__module__}.{model.__qualname__}")
 
 
-def _frame_json(filename: str, lineno: int, function: str) -> dict[str, Any]:
-    return {
-        "file": filename,
-        "line": lineno,
-        "function": function,
-        "code": linecache.getline(filename, lineno).strip()[:300],
-        "project": _project_file(filename),
-    }
+def _frame_json(filename: str, lineno: int, function: str) -> Frame:
+    return frame_json(filename, lineno, function, _project_file(filename))
 
 
 def _project_file(filename: str) -> bool:

@@ -1,7 +1,8 @@
 """LineMemoryPanel: the view's source, line by line, with the memory each line took.
 
-Thin: the engine (``engines/line_memory.py``) measures, ``analysis/lines.py``
-turns the stored record into memory_profiler's table.
+Thin: the session (``session.py``, with a tracer from ``tracers/`` and a reading from
+``sources.py``) measures the code ``targets.py`` picks, ``record.py`` stores it and
+``report.py`` turns the stored record into memory_profiler's table.
 """
 
 from __future__ import annotations
@@ -102,18 +103,19 @@ class LineMemoryPanel(PerfPanel):
         record["asgi"] = self.asgi
         return record
 
-    def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
-        from .analysis import analyse
+    def make_report(self, record: dict[str, Any]) -> Any:
+        from .report import report
 
-        return {"record": stats["record"], **analyse(stats["record"])}
+        return report(record)
+
+    def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
+        return {"record": stats["record"], **self.report(stats).table}
 
     def subtitle(self, stats: dict[str, Any]) -> str:
-        from .analysis import subtitle
-
-        return subtitle(stats["record"])
+        return str(self.report(stats).subtitle)
 
     def export(self, fmt: str, stats: dict[str, Any]) -> ExportFile | None:
-        from .analysis import text_report
+        from .report import text_report
 
         if fmt != "txt" or not stats.get("record"):
             return None

@@ -13,11 +13,11 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable
-from typing import Any
 
 from django.contrib.staticfiles import finders
 
 from ..runner import PANELS
+from ..store import stored_panel
 
 _LINK = re.compile(r"<link\b[^>]*rel=[\"']stylesheet[\"'][^>]*>", re.IGNORECASE)
 _FONT_FACE = re.compile(r"@font-face\s*{[^}]*}", re.IGNORECASE)
@@ -52,15 +52,12 @@ def _css() -> str:
 
 
 def _panel_html(request_id: str, panel_id: str) -> tuple[str, str, str]:
-    from debug_toolbar.toolbar import DebugToolbar
-
-    stored = DebugToolbar.fetch(request_id, panel_id)
-    if stored is None:
+    panel = stored_panel(request_id, panel_id)
+    if panel is None:
         return panel_id, "", "<p>This request is no longer in the toolbar's store.</p>"
-    panel: Any = stored.get_panel_by_id(panel_id)
     # Offline there is no server: without a request id the panels leave out the links and
     # buttons that would call back (downloads, EXPLAIN ANALYZE, heap summary).
-    stored.request_id = None
+    panel.toolbar.request_id = None
     content = _LINK.sub("", panel.content)
     return str(panel.title), str(panel.nav_subtitle), content
 

@@ -1,10 +1,10 @@
 """Plain-text reports of the panels, for ``manage.py profile_request`` and CI logs.
 
 One function per panel, each taking the panel's *stored* stats dict (what the toolbar keeps
-in its JSON store) and returning text. The figures and findings come from the same analysis
-functions the panels render in the browser (``analysis/calltree``, ``analysis/lines``,
-``analysis/instances``, ``analysis/plans_findings``): the terminal never recomputes them
-differently.
+in its JSON store) and returning text. The figures and findings come from each feature's
+``report()`` (``sampling/report.py``, ``line_memory/report.py``, ``instances/report.py``,
+``explain/report.py``), which the panels render in the browser too: the terminal never
+recomputes them.
 """
 
 from __future__ import annotations
@@ -65,14 +65,17 @@ def _unavailable(title: str, stats: Mapping[str, Any]) -> list[str] | None:
 def sampling(stats: Mapping[str, Any], *, min_samples: int | None = None) -> str:
     """Hot functions (self and total) and the hottest lines of the sampling profile."""
     from ..conf import get_config
-    from ..sampling import calltree
+    from ..sampling.report import report
 
     title = "Sampling profiler"
     early = _unavailable(title, stats)
     if early is not None and not stats.get("record"):
         return "\n".join(early)
     record = stats["record"]
-    out = _head(title, calltree.headline(record))
+    if min_samples is None:
+        min_samples = int(get_config()["SAMPLING"]["MIN_SAMPLES"])
+    found = report(record, min_samples)
+    out = _head(title, found.headline)
     out += early or []
     engine = record.get("engine") or "?"
     out.append(
@@ -80,20 +83,18 @@ def sampling(stats: Mapping[str, Any], *, min_samples: int | None = None) -> str
         f"{record.get('duration_ms', 0):,.1f} ms profiled · {record.get('samples', 0):,.0f} "
         f"samples · scope: {record.get('root_label') or '?'}"
     )
-    if min_samples is None:
-        min_samples = int(get_config()["SAMPLING"]["MIN_SAMPLES"])
-    thin = calltree.thinness(record, min_samples)
+    thin = found.thin
     if thin:
         out += _wrap(f"{thin['message']} To get more: {'; '.join(thin['tips'])}.", "  ! ")
     for note in record.get("notes") or []:
         out += _wrap(str(note), "  note: ")
-    split = calltree.project_split(record)
+    split = found.split
     if split["project"] or split["library"]:
         out.append(
             f"  self time: your code {split['project_pct']:.0f}% · "
             f"libraries {split['library_pct']:.0f}%"
         )
-    rows = calltree.hot_functions(record, "self", TOP)
+    rows = found.hot_self[:TOP]
     if rows:
         out.append("")
         out.append("  Hot functions (* = your code)")
@@ -104,7 +105,7 @@ def sampling(stats: Mapping[str, Any], *, min_samples: int | None = None) -> str
                 f"  {mark} {r['self_pct']:5.1f}%  {r['total_pct']:5.1f}%  {r['name']}  "
                 f"({relpath(r['file'])}:{r['line']})"
             )
-    lines = calltree.hot_lines(record, 5)
+    lines = found.hot_lines[:5]
     if lines:
         out.append("")
         out.append("  Hottest lines")
@@ -122,19 +123,20 @@ def sampling(stats: Mapping[str, Any], *, min_samples: int | None = None) -> str
 
 def line_memory(stats: Mapping[str, Any]) -> str:
     """The request's memory figures and its heaviest lines (memory_profiler's increments)."""
-    from ..line_memory import analysis
+    from ..line_memory.report import report
 
     title = "Line memory"
     early = _unavailable(title, stats)
     if early is not None and not stats.get("record"):
         return "\n".join(early)
     record = stats["record"]
-    out = _head(title, analysis.subtitle(record))
+    found = report(record)
+    out = _head(title, found.subtitle)
     out += early or []
     if record.get("problem"):
         out += _wrap(f"Not measured: {record['problem']}")
         return "\n".join(out)
-    ctx = analysis.analyse(record)
+    ctx = found.table
     traced = ", ".join(f["label"] for f in ctx["functions"]) or "(no traced code ran)"
     out.append(
         f"  backend {record.get('backend')} · start {ctx['start_mib']:.1f} MiB · peak "
@@ -171,14 +173,14 @@ def line_memory(stats: Mapping[str, Any]) -> str:
 
 def instances(stats: Mapping[str, Any], *, sites: int = 3) -> str:
     """Instance counts per model, their creation sites, and the panel's findings."""
-    from ..instances import analysis
+    from ..instances.report import report
 
     title = "Model instances"
     early = _unavailable(title, stats)
     if early is not None and not stats.get("record"):
         return "\n".join(early)
     record = stats["record"]
-    ctx = analysis.context(record)
+    ctx = report(record)
     out = _head(title, ctx["subtitle_text"])
     out += early or []
     models = ctx["models"]
@@ -227,21 +229,16 @@ def instances(stats: Mapping[str, Any], *, sites: int = 3) -> str:
 def explain(stats: Mapping[str, Any], *, shapes: int = 8) -> str:
     """The query shapes by impact, where they were issued, and the plan findings with fixes."""
     from ..conf import get_config
-    from ..explain.findings import analyse
+    from ..explain.report import report
 
     title = "EXPLAIN"
     early = _unavailable(title, stats)
     if early is not None and not stats.get("record"):
         return "\n".join(early)
     record = stats["record"]
-    analysed = analyse(record, get_config()["EXPLAIN"])
-    explained = sum(1 for s in record.get("shapes") or [] if s.get("plan"))
-    findings = sum(len(s["findings"]) for s in analysed)
-    out = _head(
-        title,
-        f"{explained} shape{'s' if explained != 1 else ''} explained · {findings} "
-        f"finding{'s' if findings != 1 else ''}",
-    )
+    found = report(record, get_config()["EXPLAIN"])
+    analysed = found.shapes
+    out = _head(title, found.subtitle)
     out += early or []
     vendors = ", ".join(sorted(set((record.get("vendors") or {}).values()))) or "?"
     out.append(

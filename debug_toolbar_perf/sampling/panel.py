@@ -22,6 +22,7 @@ from ..endpoints import safe_filename
 from ..scope import ViewTarget, is_project_file
 from . import calltree, choice, collapsed, speedscope, vmprof_engine
 from .follow import FOLLOW_MIDDLEWARE_NOTE, ViewInvocation
+from .report import SamplingReport, report
 from .session import SamplingSession, start_session
 
 
@@ -126,20 +127,23 @@ class SamplingProfilerPanel(PerfPanel):
             fh.write(speedscope.dumps(record, f"{record['method']} {record['path']}"))
         return target
 
+    def make_report(self, record: dict[str, Any]) -> SamplingReport:
+        return report(record, int(get_config()["SAMPLING"]["MIN_SAMPLES"]))
+
     def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
         record = stats["record"]
-        cfg = get_config()["SAMPLING"]
+        found: SamplingReport = self.report(stats)
         overhead = record.get("overhead_ms") or {}
         duration = float(record.get("duration_ms") or 0)
-        overhead_total = calltree.request_overhead_ms(overhead)
+        overhead_total = found.overhead_ms
         return {
             "r": record,
-            "thin": calltree.thinness(record, int(cfg["MIN_SAMPLES"])),
-            "hot_self": calltree.hot_functions(record, "self"),
-            "hot_total": calltree.hot_functions(record, "total"),
-            "hot_lines": calltree.hot_lines(record),
-            "split": calltree.project_split(record),
-            "own_hooks": calltree.own_hooks(record),
+            "thin": found.thin,
+            "hot_self": found.hot_self,
+            "hot_total": found.hot_total,
+            "hot_lines": found.hot_lines,
+            "split": found.split,
+            "own_hooks": found.own_hooks,
             "overhead": sorted(overhead.items()),
             "overhead_total": overhead_total,
             "overhead_pct": 100.0 * overhead_total / duration if duration else 0.0,
@@ -153,7 +157,7 @@ class SamplingProfilerPanel(PerfPanel):
         }
 
     def subtitle(self, stats: dict[str, Any]) -> str:
-        return calltree.headline(stats["record"])
+        return str(self.report(stats).headline)
 
     def export_links(self) -> list[dict[str, str]]:
         links = super().export_links()

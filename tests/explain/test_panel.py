@@ -51,7 +51,7 @@ def test_unindexed_page_shows_full_scan_and_partial_index(
     html = run.content("ExplainPanel")
     assert "CREATE INDEX shop_product_published_idx ON shop_product (id) WHERE published" in html
     assert 'data-finding="full_scan"' in html and "djdt-perf-plan-finding" in html
-    assert run.subtitle("ExplainPanel") == "1 shapes explained · 1 findings"
+    assert run.subtitle("ExplainPanel") == "1 shape explained · 1 finding"
 
 
 @pytest.mark.django_db
@@ -64,7 +64,7 @@ def test_n_plus_one_page_names_the_line_and_the_fix(demo_data: None, toolbar_cli
     for f in n1:
         line = f["evidence"]["line"]
         assert line["file"].endswith("demo/shop/views.py") and line["project"]
-        assert "p.category.name" in line["source"]
+        assert "p.category.name" in line["code"]
         assert f["evidence"]["count"] == 50
     html = run.content("ExplainPanel")
     assert "demo/shop/views.py:" in html and "select_related(&quot;category&quot;)" in html

@@ -71,7 +71,7 @@ def n_plus_one(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def source_of(line: dict[str, Any]) -> str:
-    return line["source"].split("#")[-1].strip()
+    return line["code"].split("#")[-1].strip()
 
 
 ALIASES = alias_params()

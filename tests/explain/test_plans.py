@@ -300,7 +300,7 @@ def test_predicates_and_order_columns() -> None:
 
 def test_n_plus_one_threshold() -> None:
     sql = 'SELECT "shop_category"."id" FROM "shop_category" WHERE "shop_category"."id" = %s'
-    lines = [{"file": "/x/views.py", "line": 3, "project": True, "source": "p.category.name"}]
+    lines = [{"file": "/x/views.py", "line": 3, "project": True, "code": "p.category.name"}]
     assert n_plus_one({"kind": "select", "count": 4, "sql": sql, "lines": lines}, CFG) is None
     found = n_plus_one({"kind": "select", "count": 5, "sql": sql, "lines": lines}, CFG)
     assert found and 'select_related("category")' in found["orm"]

@@ -73,7 +73,7 @@ def test_truthy_page_finding_and_fixed_twin(toolbar_client):
 
 
 def _findings(record: dict[str, Any]) -> list[dict[str, Any]]:
-    from debug_toolbar_perf.instances.analysis import findings
+    from debug_toolbar_perf.instances.report import findings
 
     return findings(record)
 

@@ -16,6 +16,7 @@ from debug_toolbar.toolbar import DebugToolbar
 from django.conf import settings
 from django.test import Client, override_settings
 
+from debug_toolbar_perf.store import stored_panel, stored_stats
 from tests.conftest import assert_valid_html
 from tests.line_memory import line_memory_urls as line_memory_urls
 
@@ -150,7 +151,7 @@ def test_view_that_raises_stops_tracing_and_shows_the_record(site):
     assert sys.gettrace() is None
     if sys.version_info >= (3, 12):
         assert "debug_toolbar_perf" not in [sys.monitoring.get_tool(i) for i in range(6)]
-    stored = DebugToolbar.fetch(created[-1].request_id, PANEL).get_panel_by_id(PANEL)
+    stored = stored_panel(created[-1].request_id, PANEL)
     record = stored.get_stats()["record"]
     inc = rows(record, "raises")[lineno(line_memory_urls.raises, "# RAISES-LINE")][1] / MIB
     assert inc == pytest.approx(6_000_000 * 8 / MIB, rel=0.10)
@@ -227,9 +228,7 @@ def test_concurrent_request_on_a_threaded_server_changes_nothing(live_server, si
     finally:
         DebugToolbar._created.disconnect(dispatch_uid="lm-live")
     toolbar = next(t for t in created if t.request.path == "/measured/")
-    record = (
-        DebugToolbar.fetch(toolbar.request_id, PANEL).get_panel_by_id(PANEL).get_stats()["record"]
-    )
+    record = stored_stats(toolbar.request_id, PANEL)["record"]
     line_memory_urls.other_holds.clear()
     view_rows = rows(record, "measured")
     big = 6_000_000 * 8 / MIB

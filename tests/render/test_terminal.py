@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from debug_toolbar_perf.instances import analysis as inst_analysis
+from debug_toolbar_perf.instances import report as inst_analysis
 from debug_toolbar_perf.render import terminal
 from debug_toolbar_perf.runner import capture
-from debug_toolbar_perf.sampling.calltree import hot_functions
+from debug_toolbar_perf.sampling.report import hot_functions
 from shop.seed import seed
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from debug_toolbar_perf.sampling import calltree
+from debug_toolbar_perf.sampling import report as sampling_report
 from debug_toolbar_perf.sampling.session import RawProfile
 
 MW = ("middleware", "/lib/mw.py", 5)
@@ -84,23 +85,23 @@ def test_record_is_json_native_and_headline_names_top_project_function():
     assert json.loads(json.dumps(record)) == record
     assert record["samples"] == 100 and record["outside"] == 5
     assert record["rate_hz"] == 1050.0
-    assert calltree.headline(record) == "hot 70% · 100 samples"
-    split = calltree.project_split(record)
+    assert sampling_report.headline(record) == "hot 70% · 100 samples"
+    split = sampling_report.project_split(record)
     assert (split["project_pct"], split["library_pct"]) == (70.0, 30.0)
-    by_total = calltree.hot_functions(record, "total")
+    by_total = sampling_report.hot_functions(record, "total")
     assert by_total[0]["name"] == "view" and by_total[0]["total_pct"] == 100.0
-    assert calltree.thinness(record, 50) is None
+    assert sampling_report.thinness(record, 50) is None
 
 
 def test_thin_and_zero_profiles():
-    thin = calltree.thinness(make({((V, HOT), 3): 10}), 50)
+    thin = sampling_report.thinness(make({((V, HOT), 3): 10}), 50)
     assert thin and not thin["zero"] and "Only 10 samples" in thin["message"]
     assert any("INTERVAL_MS" in tip for tip in thin["tips"])
     zero_record = make({((MW,), 3): 4})
-    zero = calltree.thinness(zero_record, 50)
+    zero = sampling_report.thinness(zero_record, 50)
     assert zero and zero["zero"]
     assert any("middleware" in tip for tip in zero["tips"])
-    assert calltree.headline(zero_record) == "no samples"
+    assert sampling_report.headline(zero_record) == "no samples"
 
 
 def test_own_hooks_counts_the_hooks_not_the_work_they_forward():
@@ -132,10 +133,10 @@ def test_own_hooks_counts_the_hooks_not_the_work_they_forward():
             [7, 6, 26, 26],  # the query it runs: the user's
         ],
     }
-    hooks = calltree.own_hooks(record, package_dir=pkg)
+    hooks = sampling_report.own_hooks(record, package_dir=pkg)
     assert hooks["weight"] == 24 and hooks["pct"] == 24.0
     assert hooks["panels"] == [
         {"panel": "Model instances", "pct": 20.0},
         {"panel": "Explain", "pct": 4.0},
     ]
-    assert calltree.own_hooks({"samples": 0, "functions": [], "nodes": []})["pct"] == 0.0
+    assert sampling_report.own_hooks({"samples": 0, "functions": [], "nodes": []})["pct"] == 0.0

@@ -23,6 +23,7 @@ from django.test import override_settings
 from debug_toolbar_perf.sampling import choice as engine_choice
 from debug_toolbar_perf.sampling import raw as raw_profile
 from debug_toolbar_perf.sampling import thread as thread_engine
+from debug_toolbar_perf.store import stored_stats
 from tests.conftest import assert_valid_html
 
 PANEL = "SamplingProfilerPanel"
@@ -359,8 +360,7 @@ def test_concurrent_requests_get_separate_profiles(live_server, sampling_site):
     assert results == {"a": 200, "b": 200}
     by_path = {tb.request.path: tb for tb in created}
     for own, foreign in (("a", "b"), ("b", "a")):
-        stored = DebugToolbar.fetch(by_path[f"/{own}/"].request_id, PANEL)
-        record = stored.get_panel_by_id(PANEL).get_stats()["record"]
+        record = stored_stats(by_path[f"/{own}/"].request_id, PANEL)["record"]
         names = {f[0] for f in record["functions"]}
         assert f"thread_{own}_marker" in names
         assert f"thread_{foreign}_marker" not in names

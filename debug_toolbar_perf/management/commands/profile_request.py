@@ -25,6 +25,7 @@ from ...budget import Budget, message
 from ...endpoints import safe_filename
 from ...render import html_page, terminal
 from ...runner import ALL_PANELS, PANELS, Run, capture, parse_panels
+from ...store import stored_panel
 
 USAGE = 2
 FAILED = 1
@@ -244,16 +245,13 @@ class Command(BaseCommand):
         self, directory: str, run: Run, panels: list[str], method: str, url: str
     ) -> None:
         os.makedirs(directory, exist_ok=True)
-        from debug_toolbar.toolbar import DebugToolbar
-
         written = []
         formats = {"sampling": ("speedscope", "collapsed", "vmprof"), "memory": ("txt",)}
         for name, fmts in formats.items():
             if name not in panels or not run.record(name):
                 continue
             panel_id = PANELS[name][0]
-            stored = DebugToolbar.fetch(run.request_id, panel_id)
-            panel = stored.get_panel_by_id(panel_id) if stored else None
+            panel = stored_panel(run.request_id, panel_id)
             if panel is None:
                 continue
             for fmt in fmts:

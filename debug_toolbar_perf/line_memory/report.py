@@ -1,4 +1,4 @@
-"""From a stored line-memory record to what the panel shows.
+"""From a stored line-memory record to what the panel, the terminal and exports show.
 
 Works on the JSON record alone (the toolbar renders later from its store): per
 traced function, memory_profiler's table (Line #, Mem usage, Increment,
@@ -7,6 +7,7 @@ Occurrences, Line Contents) plus the request-level figures and the heaviest line
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 MIB = 1 << 20
@@ -122,11 +123,28 @@ def asgi_settrace_limit(record: dict[str, Any]) -> bool:
     return version < (3, 12)
 
 
+@dataclass(frozen=True)
+class LineMemoryReport:
+    """One record's table and headline, shared by the panel, the terminal and exports."""
+
+    table: dict[str, Any]  # :func:`analyse`
+    subtitle: str
+
+
+def report(record: dict[str, Any]) -> LineMemoryReport:
+    table = analyse(record)
+    return LineMemoryReport(table, _subtitle(record, table))
+
+
 def subtitle(record: dict[str, Any]) -> str:
+    return report(record).subtitle
+
+
+def _subtitle(record: dict[str, Any], table: dict[str, Any]) -> str:
     """Heaviest line and its increment, e.g. ``L42 +45.8 MiB``."""
     if record.get("problem"):
         return "not measured"
-    heaviest = analyse(record)["heaviest"]
+    heaviest = table["heaviest"]
     capped = " (capped)" if record.get("capped") else ""
     if not heaviest:
         if not record.get("functions"):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from debug_toolbar_perf.line_memory.analysis import analyse, subtitle, text_report
+from debug_toolbar_perf.line_memory.report import analyse, subtitle, text_report
 
 MIB = 1 << 20
 
@@ -120,7 +120,7 @@ def test_text_report_uses_memory_profilers_layout() -> None:
 
 def test_asgi_on_settrace_pythons_says_why_nothing_was_seen() -> None:
     """3.10/3.11 under ASGI: an empty table is explained, not shown as "nothing ran"."""
-    from debug_toolbar_perf.line_memory.analysis import asgi_settrace_limit
+    from debug_toolbar_perf.line_memory.report import asgi_settrace_limit
 
     rec = record(functions=[], not_run=["shop.views.report"], asgi=True, python="3.11.7")
     assert asgi_settrace_limit(rec)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from debug_toolbar_perf.instances.analysis import findings, shape, subtitle
+from debug_toolbar_perf.instances.report import findings, shape, subtitle
 
 
 def site(count: int, called: str | None, queries: list[int], related: Any = None) -> dict:

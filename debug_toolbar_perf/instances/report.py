@@ -1,4 +1,4 @@
-"""Findings about model instances, computed from the stored record alone.
+"""Findings about model instances, computed from the stored record alone (:func:`report`).
 
 * a model with more instances than ``INSTANCES.THRESHOLD``;
 * one call site that built more than the threshold through a whole-queryset
@@ -115,8 +115,9 @@ def subtitle(record: dict[str, Any]) -> str:
     return f"{total:,} {noun} · {top['label']} {top['count']:,}"
 
 
-def context(record: dict[str, Any]) -> dict[str, Any]:
-    """Template context: findings and per-model rows with stacks ready to show."""
+def report(record: dict[str, Any]) -> dict[str, Any]:
+    """Findings, headline and per-model rows with stacks ready to show: what the panel, the
+    terminal report and the budgets all read."""
     queries = (record.get("sql") or {}).get("queries") or {}
     models = []
     for i, model in enumerate(record.get("models") or []):
