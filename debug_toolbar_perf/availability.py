@@ -1,7 +1,10 @@
-"""Which engine each panel needs, and how to tell the user to install it.
+"""The optional engines, and how to tell the user to install one.
 
-Kept free of engine imports so it can run in system checks and in panels whose
-engine is missing.
+Kept free of engine imports so it runs in system checks and in panels whose engine is
+missing. Which engine a panel *needs* on this interpreter is the panel's own knowledge
+(``PerfPanel.engine_problem`` when it cannot measure at all, ``PerfPanel.check_warnings``
+for what ``manage.py check`` should say), so every hint is true for the panel and the
+Python it runs on.
 """
 
 from __future__ import annotations
@@ -21,16 +24,26 @@ class EngineProblem:
         return {"message": self.message, "fix": self.fix}
 
 
-# panel class name -> (module to import, distribution, extra)
-REQUIREMENTS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "SamplingProfilerPanel": (("vmprof", "vmprof", "vmprof"),),
-    "LineMemoryPanel": (
-        ("memory_profiler", "memory-profiler", "memory"),
-        ("psutil", "psutil", "memory"),
-    ),
-    "ModelInstancesPanel": (("pympler", "Pympler", "pympler"),),
-    "ExplainPanel": (),
-}
+@dataclass(frozen=True)
+class Extra:
+    """An optional dependency: the module to import, its distribution and the pip extra."""
+
+    module: str
+    dist: str
+    extra: str
+
+    @property
+    def fix(self) -> str:
+        return f'pip install "{PACKAGE}[{self.extra}]"'
+
+    def installed(self) -> bool:
+        return module_installed(self.module)
+
+
+VMPROF = Extra("vmprof", "vmprof", "vmprof")
+MEMORY_PROFILER = Extra("memory_profiler", "memory-profiler", "memory")
+PSUTIL = Extra("psutil", "psutil", "memory")
+PYMPLER = Extra("pympler", "Pympler", "pympler")
 
 
 def module_installed(name: str) -> bool:
@@ -38,15 +51,3 @@ def module_installed(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
-
-
-def missing_engine(panel: str) -> EngineProblem | None:
-    """The problem for a panel (class name or dotted path) whose engine is not importable."""
-    name = panel.rsplit(".", 1)[-1]
-    for module, dist, extra in REQUIREMENTS.get(name, ()):
-        if not module_installed(module):
-            return EngineProblem(
-                f"{name} needs {dist}, which is not installed.",
-                f'pip install "{PACKAGE}[{extra}]"',
-            )
-    return None

@@ -6,7 +6,6 @@ from typing import Any
 
 from django.core.checks import Error, Tags, Warning, register
 
-from .availability import missing_engine
 from .conf import SCHEMA, SECTIONS, SETTING_NAME, Option, user_config
 
 
@@ -89,13 +88,24 @@ def _unknown(path: str, known: dict[str, Any]) -> Error:
 
 @register(Tags.compatibility)
 def check_engines(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
-    """Warn when a configured panel's engine is not installed, naming the pip extra."""
+    """Warn when a configured perf panel would use an engine that is not installed here,
+    naming the pip extra (each panel says what holds for this interpreter)."""
     from debug_toolbar import settings as dt_settings
+    from django.utils.module_loading import import_string
+
+    from .base import PerfPanel
 
     warnings: list[Warning] = []
     for path in dt_settings.get_panels():
-        problem = missing_engine(path)
-        if problem:
+        if not path.startswith("debug_toolbar_perf."):
+            continue
+        try:
+            panel = import_string(path)
+        except ImportError:
+            continue  # the toolbar's own check reports a panel path that does not import
+        if not (isinstance(panel, type) and issubclass(panel, PerfPanel)):
+            continue
+        for problem in panel.check_warnings():
             warnings.append(
                 Warning(problem.message, hint=problem.fix, id="debug_toolbar_perf.W001")
             )

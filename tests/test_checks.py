@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from django.test import override_settings
 from debug_toolbar_perf import availability
 from debug_toolbar_perf.checks import check_engines, check_settings
 from debug_toolbar_perf.conf import get_config
+from debug_toolbar_perf.sampling import choice as engine_choice
 
 
 def ids(messages: list[Any]) -> list[str]:
@@ -69,4 +71,33 @@ def test_missing_engine_is_a_warning_naming_the_extra(monkeypatch: pytest.Monkey
 
 
 def test_installed_engines_give_no_warning() -> None:
+    assert check_engines() == []
+
+
+@pytest.mark.parametrize("safe", [True, False])
+def test_vmprof_is_advised_only_where_auto_would_start_it(
+    monkeypatch: pytest.MonkeyPatch, safe: bool
+) -> None:
+    """On 3.11/3.12 vmprof is never started (it crashes there): no hint to install it."""
+    monkeypatch.setattr(engine_choice, "installed_vmprof_version", lambda: None)
+    monkeypatch.setattr(engine_choice, "VMPROF_SAFETY", {sys.version_info[:2]: {"0.6.0": safe}})
+    warnings = check_engines()
+    if safe:
+        assert ids(warnings) == ["debug_toolbar_perf.W001"]
+        assert warnings[0].hint == 'pip install "django-debug-toolbar-perf[vmprof]"'
+    else:
+        assert warnings == []
+        reason = engine_choice.choose_engine("auto").reason
+        assert "pip install" not in reason and "never started on Python" in reason
+
+
+def test_memory_profiler_and_psutil_are_not_needed_on_linux(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = availability.module_installed
+    monkeypatch.setattr(
+        availability,
+        "module_installed",
+        lambda name: name not in ("memory_profiler", "psutil") and real(name),
+    )
     assert check_engines() == []

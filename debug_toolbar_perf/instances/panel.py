@@ -12,7 +12,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from ..availability import EngineProblem, module_installed
+from ..availability import PYMPLER, EngineProblem
 from ..base import PerfPanel
 from ..conf import get_config
 from ..endpoints import signed_url
@@ -22,7 +22,7 @@ from .hook import Session
 from .record import build_record
 from .report import report
 
-PYMPLER_FIX = 'pip install "django-debug-toolbar-perf[pympler]"'
+PYMPLER_FIX = PYMPLER.fix
 
 
 class ModelInstancesPanel(PerfPanel):
@@ -33,8 +33,18 @@ class ModelInstancesPanel(PerfPanel):
     extra_scripts = ("debug_toolbar_perf/js/instances.js",)
     endpoints = ("perf_export", "perf_instances_heap")
 
-    def engine_problem(self) -> EngineProblem | None:
-        return None  # counting needs only Django; missing Pympler is shown as a note
+    @classmethod
+    def check_warnings(cls) -> list[EngineProblem]:
+        """Counting needs only Django; sizes and the heap summary need Pympler."""
+        if PYMPLER.installed():
+            return []
+        return [
+            EngineProblem(
+                "ModelInstancesPanel needs Pympler, which is not installed, for instance "
+                "sizes and the heap summary (counts and call sites work without it).",
+                PYMPLER.fix,
+            )
+        ]
 
     def _sql_queries(self) -> list[Any] | None:
         """The SQL panel's live query list (filled during the request, either order)."""
@@ -49,7 +59,7 @@ class ModelInstancesPanel(PerfPanel):
 
     def start(self, request: HttpRequest, target: ViewTarget) -> Session:
         cfg = get_config()["INSTANCES"]
-        pympler = module_installed("pympler")
+        pympler = PYMPLER.installed()
         collector = Collector(
             capture_sites=bool(cfg["SITES"]),
             site_every=int(cfg["STACK_SAMPLE_EVERY"]),
@@ -71,7 +81,7 @@ class ModelInstancesPanel(PerfPanel):
             queries=session.collector.queries,
             threshold=int(cfg["THRESHOLD"]),
             n_plus_one=int(cfg["N_PLUS_ONE"]),
-            pympler=session.collector.size_sample > 0 or module_installed("pympler"),
+            pympler=session.collector.size_sample > 0 or PYMPLER.installed(),
             full_gc=bool(cfg["FULL_GC"]),
         )
 
@@ -96,7 +106,7 @@ class ModelInstancesPanel(PerfPanel):
     @classmethod
     def heap_summary(cls) -> tuple[int, dict[str, Any]]:
         """(status, JSON body): Pympler's muppy summary of the whole heap (0.3-4 s), lazy-safe."""
-        if not module_installed("pympler"):
+        if not PYMPLER.installed():
             return 501, {"error": "Pympler is not installed.", "fix": PYMPLER_FIX}
         from .heap import heap_summary as summarize
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from django.http import HttpRequest, HttpResponse
 
+from ..availability import MEMORY_PROFILER, PSUTIL, EngineProblem
 from ..base import ExportFile, PerfPanel
 from ..conf import get_config
 from ..scope import ViewTarget, is_project_file
@@ -24,6 +25,15 @@ class LineMemoryPanel(PerfPanel):
     title = "Line memory"
     template = "debug_toolbar_perf/panels/line_memory.html"
     export_formats: ClassVar[tuple[tuple[str, str], ...]] = (("txt", "memory_profiler text"),)
+
+    def engine_problem(self) -> EngineProblem | None:
+        """Only RSS off Linux needs an extra (psutil); memory-profiler is optional."""
+        return _psutil_problem()
+
+    @classmethod
+    def check_warnings(cls) -> list[EngineProblem]:
+        problem = _psutil_problem()
+        return [problem] if problem else []
 
     def enabled_by_default(self) -> bool:
         """Off on 3.10/3.11 (a settrace hook costs ~x2 on template-heavy pages), on for 3.12+."""
@@ -48,6 +58,7 @@ class LineMemoryPanel(PerfPanel):
             is_project=is_project_file,
         )
         session.notes.extend(problems)
+        session.memory_profiler = MEMORY_PROFILER.installed()
         self._sync_thread = False
         if self.asgi and sys.version_info < (3, 12):
             # sys.settrace reaches one thread. start() runs in the event loop's thread, which
@@ -122,3 +133,16 @@ class LineMemoryPanel(PerfPanel):
         return ExportFile(
             "line-memory.txt", "text/plain; charset=utf-8", text_report(stats["record"]).encode()
         )
+
+
+def _psutil_problem() -> EngineProblem | None:
+    from .sources import rss_needs_psutil
+
+    backend = get_config()["LINE_MEMORY"]["BACKEND"]
+    if backend != "rss" or not rss_needs_psutil() or PSUTIL.installed():
+        return None
+    return EngineProblem(
+        "LineMemoryPanel needs psutil, which is not installed, to read RSS where "
+        "/proc/self/statm does not exist (or set LINE_MEMORY.BACKEND to 'tracemalloc').",
+        PSUTIL.fix,
+    )

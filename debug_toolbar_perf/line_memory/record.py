@@ -82,5 +82,6 @@ def build_record(session: LineMemorySession) -> dict[str, Any]:
         "functions": functions,
         "not_run": not_run,
         "notes": list(session.notes),
+        "memory_profiler": session.memory_profiler,
         "line_slots": ["line", "inc", "occ", "mem_after", "shared", "nshared"],
     }

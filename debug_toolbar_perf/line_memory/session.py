@@ -110,6 +110,8 @@ class LineMemorySession:
         self.suspensions = 0
         self.suspensions_shared = 0
         self.notes: list[str] = []
+        #: memory-profiler is installed (its ``@profile`` functions are traced too)
+        self.memory_profiler = True
         self.problem: str | None = None
         #: error records of faults inside the tracer or at stop (the panel shows them)
         self.errors: list[dict[str, Any]] = []

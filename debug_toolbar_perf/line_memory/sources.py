@@ -15,6 +15,14 @@ _tm_lock = threading.Lock()
 _tm_users = 0
 _tm_ours = False
 
+#: Linux's current RSS, read with one pread (psutil is needed only where it is missing).
+STATM = "/proc/self/statm"
+
+
+def rss_needs_psutil() -> bool:
+    """No ``/proc/self/statm`` here (not Linux): RSS is read with psutil."""
+    return not os.access(STATM, os.R_OK)
+
 
 class MemorySource:
     """Reads the process's memory in bytes: ``read()`` must be cheap."""
@@ -52,7 +60,7 @@ class RSSSource(MemorySource):
         super().__init__()
         self._fd: int | None = None
         try:
-            fd = os.open("/proc/self/statm", os.O_RDONLY)
+            fd = os.open(STATM, os.O_RDONLY)
         except OSError:
             fd = None
         if fd is not None:
@@ -67,7 +75,7 @@ class RSSSource(MemorySource):
                 return value(raw())
 
             self.read, self.raw, self.value = read, raw, value
-            self.how = "/proc/self/statm"
+            self.how = STATM
         else:  # not Linux: psutil, one Process object (memory_profiler builds one per line)
             import psutil
 

@@ -14,7 +14,9 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata
 
-VMPROF_EXTRA = 'pip install "django-debug-toolbar-perf[vmprof]"'
+from ..availability import VMPROF
+
+VMPROF_EXTRA = VMPROF.fix
 
 # --- which vmprof is safe where --------------------------------------------------------
 
@@ -91,6 +93,25 @@ def vmprof_verdict(
     return "unverified", f"vmprof {version} has not been checked on Python {py}"
 
 
+def vmprof_would_run(python: tuple[int, int] | None = None) -> bool:
+    """Whether ``ENGINE='auto'`` would start vmprof here once it is installed: the newest
+    release measured on this interpreter is safe (so a hint to install it is true)."""
+    known = VMPROF_SAFETY.get(python or sys.version_info[:2])
+    if not known:
+        return False
+    return known[max(known, key=_version_tuple)]
+
+
+def vmprof_unsafe_reason(python: tuple[int, int] | None = None) -> str:
+    """Why vmprof is not used on this interpreter (for hints and the panel)."""
+    python = python or sys.version_info[:2]
+    known = VMPROF_SAFETY.get(python)
+    if not known:
+        return f"no vmprof release has been checked on Python {python[0]}.{python[1]}"
+    newest = max(known, key=_version_tuple)
+    return f"vmprof {newest} crashes (SIGSEGV) on Python {python[0]}.{python[1]}"
+
+
 @dataclass(frozen=True)
 class EngineChoice:
     engine: str  # "vmprof" | "thread" | "none" (refused)
@@ -104,6 +125,12 @@ def choose_engine(setting: str) -> EngineChoice:
         return EngineChoice("thread", "ENGINE is 'thread' in settings")
     version = installed_vmprof_version()
     if version is None:
+        if not vmprof_would_run():
+            return EngineChoice(
+                "thread",
+                f"the thread sampler ran (vmprof is never started on Python "
+                f"{sys.version_info[0]}.{sys.version_info[1]}: {vmprof_unsafe_reason()})",
+            )
         return EngineChoice(
             "thread",
             f"vmprof is not installed ({VMPROF_EXTRA}); the built-in thread sampler ran",

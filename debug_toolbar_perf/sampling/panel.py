@@ -48,6 +48,19 @@ class SamplingProfilerPanel(PerfPanel):
             return EngineProblem(refusal, choice.GEVENT_FIX)
         return None
 
+    @classmethod
+    def check_warnings(cls) -> list[EngineProblem]:
+        """vmprof is worth installing only where ``auto`` would start it (not on 3.11/3.12)."""
+        if choice.installed_vmprof_version() is not None or not choice.vmprof_would_run():
+            return []
+        return [
+            EngineProblem(
+                "SamplingProfilerPanel would use vmprof on this Python, and it is not "
+                "installed: the thread sampler runs instead (fewer samples per second).",
+                choice.VMPROF_EXTRA,
+            )
+        ]
+
     def start(self, request: HttpRequest, target: ViewTarget) -> SamplingSession:
         config = get_config()
         cfg = config["SAMPLING"]

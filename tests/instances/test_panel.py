@@ -145,9 +145,9 @@ def test_sizes_and_alive_after_response(toolbar_client):
 
 @pytest.mark.django_db
 def test_pympler_missing_counts_still_work(toolbar_client, monkeypatch):
-    from debug_toolbar_perf.instances import panel as panel_mod
+    from debug_toolbar_perf import availability
 
-    monkeypatch.setattr(panel_mod, "module_installed", lambda name: name != "pympler")
+    monkeypatch.setattr(availability, "module_installed", lambda name: name != "pympler")
     seed(30)
     run = toolbar_client("/reviews/summary/")
     record = run.record(PANEL)
@@ -268,11 +268,11 @@ def test_heap_summary_endpoint_signed_and_lazy_safe(toolbar_client, client):
 
 @pytest.mark.django_db
 def test_heap_summary_without_pympler_says_what_to_install(toolbar_client, client, monkeypatch):
-    from debug_toolbar_perf.instances import panel as panel_mod
+    from debug_toolbar_perf import availability
 
     run = toolbar_client("/reviews/summary/fixed/")
     url = run.stored_panel(PANEL).heap_summary_url()
-    monkeypatch.setattr(panel_mod, "module_installed", lambda name: name != "pympler")
+    monkeypatch.setattr(availability, "module_installed", lambda name: name != "pympler")
     response = client.get(url)
     assert response.status_code == 501
     assert "pip install" in json.loads(response.content)["fix"]

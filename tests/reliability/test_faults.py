@@ -27,6 +27,7 @@ from debug_toolbar_perf.explain import capture
 from debug_toolbar_perf.instances import collector as instances
 from debug_toolbar_perf.instances import hook as instances_hook
 from debug_toolbar_perf.line_memory import session as line_memory_session
+from debug_toolbar_perf.line_memory import sources as line_memory_sources
 from debug_toolbar_perf.line_memory import state as line_memory
 from debug_toolbar_perf.sampling import choice as engine_choice
 from debug_toolbar_perf.sampling import panel as sampling_panel
@@ -114,6 +115,8 @@ def assert_others_fine(run: Any, *, but: str) -> None:
 def test_vmprof_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "vmprof", None)  # import vmprof -> ImportError
     monkeypatch.setattr(engine_choice, "installed_vmprof_version", lambda: None)
+    # An interpreter where vmprof would run (on 3.11/3.12 it never does: no hint there).
+    monkeypatch.setattr(engine_choice, "VMPROF_SAFETY", {sys.version_info[:2]: {"0.6.0": True}})
     with override_settings(DEBUG_TOOLBAR_PERF={"SAMPLING": {"ENGINE": "vmprof"}}):
         run, _ = both("/r/page/")
     shown = text(run.content("SamplingProfilerPanel"))
@@ -124,20 +127,36 @@ def test_vmprof_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_memory_profiler_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """memory-profiler only adds its @profile functions: the panel measures without it."""
     monkeypatch.setitem(sys.modules, "memory_profiler", None)
     run, _ = both("/r/page/")
+    record = run.record("LineMemoryPanel")
+    assert record["functions"] and record["memory_profiler"] is False
     shown = text(run.content("LineMemoryPanel"))
-    assert "needs memory-profiler, which is not installed" in shown
-    assert 'pip install "django-debug-toolbar-perf[memory]"' in shown
-    assert run.subtitle("LineMemoryPanel") == "not available"
+    assert "memory-profiler is not installed: it is optional" in shown
+    assert "not available" not in run.subtitle("LineMemoryPanel")
     assert_others_fine(run, but="LineMemoryPanel")
 
 
-def test_psutil_reported_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_psutil_missing_on_linux_is_not_needed(monkeypatch: pytest.MonkeyPatch) -> None:
     real = availability.module_installed
     monkeypatch.setattr(availability, "module_installed", lambda n: n != "psutil" and real(n))
     run, _ = both("/r/page/")
-    assert "needs psutil, which is not installed" in text(run.content("LineMemoryPanel"))
+    assert run.record("LineMemoryPanel")["backend_how"] == "/proc/self/statm"
+
+
+def test_psutil_reported_missing_where_there_is_no_proc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off Linux (no /proc/self/statm) RSS is read with psutil: then, and only then, it is
+    needed, and the panel says so."""
+    real = availability.module_installed
+    monkeypatch.setattr(availability, "module_installed", lambda n: n != "psutil" and real(n))
+    monkeypatch.setattr(line_memory_sources, "STATM", "/proc/self/no-such-file")
+    run, _ = both("/r/page/")
+    shown = text(run.content("LineMemoryPanel"))
+    assert "needs psutil, which is not installed" in shown
+    assert 'pip install "django-debug-toolbar-perf[memory]"' in shown
+    assert run.subtitle("LineMemoryPanel") == "not available"
+    assert_others_fine(run, but="LineMemoryPanel")
 
 
 def test_pympler_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -189,15 +189,18 @@ def test_thin_profile_says_how_to_get_more(toolbar_client, sampling_site):
 
 @pytest.mark.django_db
 def test_missing_vmprof_is_a_note_not_a_block(toolbar_client, sampling_site, monkeypatch):
-    # Simulates an environment without the vmprof distribution.
+    # Simulates an environment without the vmprof distribution, on an interpreter where
+    # vmprof would run (safe) and on one where it never does (crashes: no install hint).
     monkeypatch.setattr(engine_choice, "installed_vmprof_version", lambda: None)
-    with override_settings(DEBUG_TOOLBAR_PERF=perf()):
-        run = toolbar_client("/split/?scale=0.3")
-    stats = run.stats(PANEL)
-    assert stats["problem"] is None
-    assert stats["record"]["engine"] == "thread"
-    html = run.content(PANEL)
-    assert 'pip install "django-debug-toolbar-perf[vmprof]"' in unescape(html)
+    for safe in (True, False):
+        monkeypatch.setattr(engine_choice, "VMPROF_SAFETY", {sys.version_info[:2]: {"0.6.0": safe}})
+        with override_settings(DEBUG_TOOLBAR_PERF=perf()):
+            run = toolbar_client("/split/?scale=0.3")
+        stats = run.stats(PANEL)
+        assert stats["problem"] is None
+        assert stats["record"]["engine"] == "thread"
+        html = unescape(run.content(PANEL))
+        assert ('pip install "django-debug-toolbar-perf[vmprof]"' in html) is safe
 
 
 @pytest.mark.django_db

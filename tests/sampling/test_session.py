@@ -81,6 +81,10 @@ def test_choose_engine_never_starts_a_crashing_vmprof(monkeypatch):
     assert engine_choice.choose_engine("auto").engine == "thread"  # unverified: not by default
     assert engine_choice.choose_engine("vmprof").engine == "vmprof"  # explicit opt-in
     monkeypatch.setattr(engine_choice, "installed_vmprof_version", lambda: None)
+    choice = engine_choice.choose_engine("auto")  # it would crash here: installing is no fix
+    assert choice.engine == "thread" and not choice.vmprof_missing
+    assert engine_choice.VMPROF_EXTRA not in choice.reason
+    monkeypatch.setattr(engine_choice, "VMPROF_SAFETY", {sys.version_info[:2]: {"0.6.0": True}})
     choice = engine_choice.choose_engine("auto")
     assert choice.engine == "thread" and choice.vmprof_missing
     assert engine_choice.VMPROF_EXTRA in choice.reason
