@@ -28,7 +28,7 @@ from django.templatetags.static import static
 
 from .availability import EngineProblem
 from .endpoints import signed_url, urls
-from .records import check_json, error_record
+from .records import ErrorRecord, Stats, check_json, error_record
 from .scope import UNRESOLVED, ViewTarget, resolve_view_target
 
 logger = logging.getLogger("debug_toolbar_perf")
@@ -91,8 +91,8 @@ class PerfPanel(Panel):
 
     def build_record(
         self, request: HttpRequest, response: HttpResponse, session: Any
-    ) -> dict[str, Any]:
-        """The JSON-native record of this request."""
+    ) -> dict[str, Any] | None:
+        """The JSON-native record of this request (None: nothing worth showing but errors)."""
         return {}
 
     def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +147,7 @@ class PerfPanel(Panel):
             return None
 
     @property
-    def _errors(self) -> list[dict[str, Any]]:
+    def _errors(self) -> list[ErrorRecord]:
         errors = self.__dict__.get("_perf_errors")
         if errors is None:
             errors = self.__dict__["_perf_errors"] = []
@@ -219,18 +219,19 @@ class PerfPanel(Panel):
         if problem is None and session is not None:
             record = self.guard("record", self.build_record, request, response, session)
         target = getattr(self, "_target", UNRESOLVED)
-        stats = {
+        errors = list(self._errors)
+        stats: Stats = {
             "version": STATS_VERSION,
             "target": target.to_json(),
             "problem": problem.to_json() if problem else None,
             "record": record,
-            "errors": list(self._errors),
+            "errors": errors,
         }
         try:
             check_json(stats)
         except TypeError as exc:
             stats["record"] = None
-            stats["errors"].append(error_record("record", exc))
+            errors.append(error_record("record", exc))
         self.record_stats(stats)
 
     # -- rendering ----------------------------------------------------------------------

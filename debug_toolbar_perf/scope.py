@@ -25,6 +25,7 @@ from django.http import HttpRequest
 from django.urls import Resolver404, ResolverMatch, get_resolver
 
 from .conf import get_config
+from .records import TargetJSON
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class ViewTarget:
     codes: tuple[CodeType, ...] = field(default=(), repr=False)
     functions: tuple[Any, ...] = field(default=(), repr=False)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> TargetJSON:
         return {"label": self.label, "kind": self.kind}
 
     def contains(self, code: CodeType) -> bool:

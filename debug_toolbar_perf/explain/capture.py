@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+from functools import partial
 import sys
 import threading
 import time
@@ -450,7 +451,7 @@ class CaptureSession:
             for shape in shapes:
                 t0 = time.perf_counter()
                 try:
-                    plan = run(lambda cur, s=shape: vendor.explain(cur, s.sql, s.params))
+                    plan: PlanNode = run(partial(_explain, vendor, shape))
                     self.stats.explains += 1
                     self._attach_sizes(run, vendor, conn.alias, plan)
                     shape.plan = number_nodes(plan.to_json())
@@ -529,6 +530,10 @@ class CaptureSession:
             "max_shapes": self.max_shapes if max_shapes is None else max_shapes,
             "notes": list(self.stats.notes),
         }
+
+
+def _explain(vendor: Vendor, shape: Shape, cursor: Any) -> PlanNode:
+    return vendor.explain(cursor, shape.sql, shape.params)
 
 
 def current_task() -> Any:

@@ -224,7 +224,7 @@ def task_frames(task: Any, loop_thread: int | None) -> list[Any]:
             return await_chain(task)
         frame = sys._current_frames().get(loop_thread) if loop_thread is not None else None
         if frame is not None and _running(task):
-            frames = []
+            frames: list[Any] = []
             while frame is not None and len(frames) < MAX_WALK:
                 frames.append(frame)
                 frame = frame.f_back

@@ -7,6 +7,7 @@ Occurrences, Line Contents) plus the request-level figures and the heaviest line
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +28,12 @@ def _rows(func: dict[str, Any], start: int) -> tuple[list[dict[str, Any]], dict[
     stats = {row[0]: row for row in func["lines"]}
     source = func.get("source")
     first = int(func["first_line"])
+    numbers: Iterable[int]
     if source is not None:
         numbers = range(first, first + len(source))
     else:
-        numbers = range(min(stats) if stats else first, (max(stats) if stats else first) + 1)
-        numbers = [n for n in numbers if n > 0]
+        low, high = (min(stats), max(stats)) if stats else (first, first)
+        numbers = range(max(low, 1), high + 1)
     rows = []
     for lineno in numbers:
         text = source[lineno - first] if source is not None else None

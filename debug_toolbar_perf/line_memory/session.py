@@ -49,7 +49,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
-from ..records import error_record
+from ..records import ErrorRecord, error_record
 from .sources import MemorySource, make_source
 from .state import (
     _CODE,
@@ -114,7 +114,7 @@ class LineMemorySession:
         self.memory_profiler = True
         self.problem: str | None = None
         #: error records of faults inside the tracer or at stop (the panel shows them)
-        self.errors: list[dict[str, Any]] = []
+        self.errors: list[ErrorRecord] = []
         self.engine = ""
         self.source: MemorySource | None = None
         self.start_mem = self.end_mem = self.peak = 0
@@ -384,6 +384,7 @@ class LineMemorySession:
         only checked when memory grew.
         """
         session = self
+        assert self.source is not None, "start() sets the source first"
         raw_read = self.source.raw
         value = self.source.value
         pending = self._pending

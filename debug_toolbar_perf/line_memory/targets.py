@@ -69,9 +69,10 @@ def memory_profiler_functions(is_project: Callable[[str], bool]) -> dict[CodeTyp
     of names changes (a dict lookup per module on later requests).
     """
     mp = sys.modules.get("memory_profiler")
-    if mp is None or not getattr(mp, "__file__", None):
+    mp_path = getattr(mp, "__file__", None)
+    if not mp_path:
         return {}
-    mp_file = os.path.realpath(mp.__file__)
+    mp_file = os.path.realpath(mp_path)
     found: dict[CodeType, str] = {}
     for module in list(sys.modules.values()):
         filename = getattr(module, "__file__", None)
@@ -107,9 +108,9 @@ def collect_targets(
         except ImportError as exc:
             problems.append(f"LINE_MEMORY.FUNCTIONS: {path!r} could not be imported ({exc}).")
             continue
-        code = getattr(unwrap_function(obj), "__code__", None)
-        if isinstance(code, CodeType):
-            targets.setdefault(code, (path, "settings"))
+        found = getattr(unwrap_function(obj), "__code__", None)
+        if isinstance(found, CodeType):
+            targets.setdefault(found, (path, "settings"))
         else:
             problems.append(f"LINE_MEMORY.FUNCTIONS: {path!r} is not a Python function.")
     for code, label in list(_decorated.items()):

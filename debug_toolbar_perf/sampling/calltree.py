@@ -156,9 +156,9 @@ def build_tree(
         kept_functions.append(functions[old])
     for n in nodes:
         if n[1] >= 0:
-            n[1] = remap[n[1]]
+            n[1] = remap[int(n[1])]
     for h in hot:
-        h[0] = remap[h[0]]
+        h[0] = remap[int(h[0])]
     return {
         "functions": kept_functions,
         "nodes": nodes,

@@ -99,6 +99,8 @@ class _MonitoringTracer:
 
     def lines_off(self) -> None:
         self.line_events = False
+        if self.tool is None:
+            return
         for code in self.instrumented:
             sys.monitoring.set_local_events(self.tool, code, self._events(code))
 

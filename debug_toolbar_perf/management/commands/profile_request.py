@@ -162,8 +162,9 @@ class Command(BaseCommand):
                 run = cap.runs[-1]
                 run.status, run.elapsed_ms = response.status_code, elapsed
                 runs.append(run)
-                if getattr(response, "exc_info", None):
-                    failures.append((run, response.exc_info))
+                exc_info = getattr(response, "exc_info", None)  # the test client's
+                if exc_info:
+                    failures.append((run, exc_info))
                 self._progress(i + 1, opts["repeat"], elapsed)
             last = runs[-1]
             self.stdout.write(self._summary(last, runs, method, url))
@@ -218,7 +219,7 @@ class Command(BaseCommand):
 
         model = get_user_model()
         try:
-            return model._default_manager.get_by_natural_key(username)
+            return model._default_manager.get_by_natural_key(username)  # type: ignore[attr-defined]
         except model.DoesNotExist:
             raise CommandError(
                 f"no user with {model.USERNAME_FIELD} {username!r}", returncode=USAGE
@@ -254,8 +255,9 @@ class Command(BaseCommand):
             panel = stored_panel(run.request_id, panel_id)
             if panel is None:
                 continue
+            record = run.record(name) or {}
             for fmt in fmts:
-                if fmt == "vmprof" and not run.record(name).get("raw_file"):
+                if fmt == "vmprof" and not record.get("raw_file"):
                     continue  # the thread sampler ran: there is no raw vmprof file
                 result = panel.export(fmt, run.stats[name])
                 if result is None:
