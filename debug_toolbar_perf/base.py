@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -91,8 +92,11 @@ class PerfPanel(Panel):
 
     def build_record(
         self, request: HttpRequest, response: HttpResponse, session: Any
-    ) -> dict[str, Any] | None:
-        """The JSON-native record of this request (None: nothing worth showing but errors)."""
+    ) -> Mapping[str, Any] | None:
+        """The JSON-native record of this request (None: nothing worth showing but errors).
+
+        Each feature types its record (a TypedDict: ``SamplingRecord``...), checked for
+        JSON by :func:`~debug_toolbar_perf.records.check_json` before it is stored."""
         return {}
 
     def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:

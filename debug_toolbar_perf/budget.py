@@ -13,7 +13,7 @@ import os
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .runner import Run
 
@@ -213,11 +213,12 @@ class Budget:
         if measured <= self.max_ms:
             return []
         from .conf import get_config
+        from .sampling.calltree import SamplingRecord
         from .sampling.report import report
 
         what = "median of the runs" if median is not None else "the request"
         details = [f"profiled scope: {record.get('root_label') or '?'}"]
-        found = report(record, int(get_config()["SAMPLING"]["MIN_SAMPLES"]))
+        found = report(cast("SamplingRecord", record), int(get_config()["SAMPLING"]["MIN_SAMPLES"]))
         for row in found.hot_self[:5]:
             details.append(
                 f"{row['self_pct']:5.1f}% self  {row['name']}  "

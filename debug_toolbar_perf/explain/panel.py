@@ -30,7 +30,7 @@ from ..conf import get_config
 from ..endpoints import ANALYZE_TEMPLATE, sign
 from ..scope import ViewTarget
 from .analyze import AnalyzeRefused, run_analyze
-from .capture import CaptureSession, current_task, install
+from .capture import CaptureSession, ExplainRecord, current_task, install
 from .findings import plan_findings
 from .report import ExplainReport, report
 
@@ -80,7 +80,7 @@ class ExplainPanel(PerfPanel):
 
     def build_record(
         self, request: HttpRequest, response: HttpResponse, session: CaptureSession
-    ) -> dict[str, Any]:
+    ) -> ExplainRecord:
         return session.to_record(int(get_config()["EXPLAIN"]["MAX_SHAPES"]))
 
     def make_report(self, record: dict[str, Any]) -> ExplainReport:

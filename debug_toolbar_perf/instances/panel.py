@@ -19,7 +19,7 @@ from ..endpoints import signed_url
 from ..scope import ViewTarget
 from .collector import Collector
 from .hook import Session
-from .record import build_record
+from .record import InstancesRecord, build_record
 from .report import report
 
 PYMPLER_FIX = PYMPLER.fix
@@ -74,7 +74,7 @@ class ModelInstancesPanel(PerfPanel):
 
     def build_record(
         self, request: HttpRequest, response: HttpResponse, session: Session
-    ) -> dict[str, Any]:
+    ) -> InstancesRecord:
         cfg = get_config()["INSTANCES"]
         return build_record(
             session.collector,

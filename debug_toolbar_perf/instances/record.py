@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 from ..records import Frame, frame_json
 from ..scope import is_project_file
@@ -22,6 +22,77 @@ def model_label(model: type) -> str:
     return str(getattr(meta, "label", None) or f"{model.__module__}.{model.__qualname__}")
 
 
+class SiteRecord(TypedDict):
+    """Where instances of one model were built, with the stack (innermost first)."""
+
+    count: int
+    where: Frame | None
+    project_index: int | None
+    called: str | None  # the library call the project line made (e.g. QuerySet.__bool__)
+    stack: list[Frame]
+    related: dict[str, str] | None
+    query_count: int
+    queries: list[int]
+
+
+class SizeRecord(TypedDict):
+    mean: float
+    min: int
+    max: int
+    samples: int
+    sampled: int
+    ms: float
+    estimated_total: float
+
+
+class ModelRecord(TypedDict):
+    label: str
+    concrete: str | None
+    proxy: bool
+    count: int
+    alive: int
+    alive_tracked: int
+    size: SizeRecord | None
+    sites: list[SiteRecord]
+    sites_more: int
+    sites_more_count: int
+
+
+class InstancesRecord(TypedDict):
+    """What the instances panel stores per request (``Stats["record"]``)."""
+
+    total: int
+    models: list[ModelRecord]
+    threshold: int
+    n_plus_one: int
+    site_capture: bool
+    site_every: int
+    site_attributed: int
+    size_sample: int
+    size_min_samples: int
+    size_precision_pct: float
+    alive_sample: int
+    full_gc: bool
+    hook_error: str | None
+    pympler: bool
+    size_error: str | None
+    sql: dict[str, Any]
+    elapsed_ms: float
+    hook: str
+
+
+def _size_record(size: dict[str, Any], count: int) -> SizeRecord:
+    return {
+        "mean": size["mean"],
+        "min": size["min"],
+        "max": size["max"],
+        "samples": size["samples"],
+        "sampled": size["sampled"],
+        "ms": size["ms"],
+        "estimated_total": size["mean"] * count,
+    }
+
+
 def _frame_json(filename: str, lineno: int, function: str) -> Frame:
     return frame_json(filename, lineno, function, _project_file(filename))
 
@@ -33,7 +104,7 @@ def _project_file(filename: str) -> bool:
         return False
 
 
-def _site_json(site: Site) -> dict[str, Any]:
+def _site_json(site: Site) -> SiteRecord:
     stack = [_frame_json(*frame) for frame in site.stack]
     idx = site.project_index
     where = stack[idx] if idx is not None else (stack[0] if stack else None)
@@ -60,7 +131,7 @@ def build_record(
     n_plus_one: int,
     pympler: bool,
     full_gc: bool = False,
-) -> dict[str, Any]:
+) -> InstancesRecord:
     """The JSON-native record of one request's instances."""
     sample = collector.release_sample()
     sizes: dict[type, dict[str, Any]] = {}
@@ -85,7 +156,7 @@ def build_record(
     for site in collector.sites.values():
         by_model.setdefault(site.model, []).append(site)
     used_queries: set[int] = set()
-    models = []
+    models: list[ModelRecord] = []
     for model, count in sorted(collector.counts.items(), key=lambda kv: -kv[1]):
         meta = getattr(model, "_meta", None)
         concrete = getattr(meta, "concrete_model", model) or model
@@ -103,7 +174,7 @@ def build_record(
                 "count": count,
                 "alive": alive_n,
                 "alive_tracked": tracked,
-                "size": None if size is None else {**size, "estimated_total": size["mean"] * count},
+                "size": None if size is None else _size_record(size, count),
                 "sites": [_site_json(s) for s in kept],
                 "sites_more": len(sites) - len(kept),
                 "sites_more_count": sum(s.count for s in sites[len(kept) :]),

@@ -17,6 +17,7 @@ from ..availability import MEMORY_PROFILER, PSUTIL, EngineProblem
 from ..base import ExportFile, PerfPanel
 from ..conf import get_config
 from ..scope import ViewTarget, is_project_file
+from .record import LineMemoryRecord
 
 
 class LineMemoryPanel(PerfPanel):
@@ -99,7 +100,7 @@ class LineMemoryPanel(PerfPanel):
 
     def build_record(
         self, request: HttpRequest, response: HttpResponse, session: Any
-    ) -> dict[str, Any] | None:
+    ) -> LineMemoryRecord | None:
         """The record, or None with the error shown if the engine failed mid-request.
 
         After a fault inside the tracer the figures are incomplete (tracing stopped part

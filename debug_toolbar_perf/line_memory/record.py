@@ -5,9 +5,10 @@ from __future__ import annotations
 import inspect
 import sys
 from types import CodeType
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
-from .session import LineMemorySession
+if TYPE_CHECKING:
+    from .session import LineMemorySession
 
 # -- the record ------------------------------------------------------------------------------
 
@@ -28,10 +29,60 @@ def source_of(code: CodeType) -> tuple[int, list[str] | None, str | None]:
     return max(start, 1), [line.rstrip("\n") for line in lines], None
 
 
-def build_record(session: LineMemorySession) -> dict[str, Any]:
+#: Columns of a stored line row (``LineMemoryRecord["line_slots"]`` names them too).
+LINE, INC, OCC, MEM_AFTER, SHARED, NSHARED = range(6)
+
+
+class TracedFunction(TypedDict):
+    label: str
+    why: str  # "view" | "settings" | "decorator" | "memory_profiler @profile" | "followed"
+    depth: int
+    name: str
+    file: str
+    first_line: int
+    source: list[str] | None
+    source_error: str | None
+    calls: int
+    lines: list[list[int]]  # rows of the columns above
+
+
+class LineMemoryRecord(TypedDict, total=False):
+    """What the line-memory panel stores per request (``Stats["record"]``)."""
+
+    asgi: bool  # set by the panel
+    backend: str
+    backend_label: str
+    backend_meaning: str
+    backend_how: str
+    engine: str
+    python: str
+    problem: str | None
+    start_bytes: int
+    end_bytes: int
+    peak_bytes: int
+    peak_exact: bool
+    events: int
+    max_events: int
+    capped: bool
+    capped_calls: int
+    cap_mode: str
+    suspensions: int
+    suspensions_shared: int
+    shared_intervals: int
+    own_threads: list[str]
+    follow_depth: int
+    wall_ms: float
+    functions: list[TracedFunction]
+    not_run: list[str]
+    notes: list[str]
+    memory_profiler: bool
+    line_slots: list[str]
+
+
+def build_record(session: LineMemorySession) -> LineMemoryRecord:
     """JSON-native record: per function, per executed line, bytes and counts."""
     source = session.source
-    functions = []
+    functions: list[TracedFunction] = []
     for code, (label, why) in session.targets.items():
         lines = session.lines.get(code)
         if not lines:

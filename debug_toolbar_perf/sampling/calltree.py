@@ -14,12 +14,69 @@ Stored tree format, compact and JSON-native:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypedDict
 
 from .raw import FrameKey, StackKey
 
 HOT_LIMIT = 50
 LINE_LIMIT = 100
+
+# The tree is stored as rows of columns (a 60 s profile stays near 250 kB in the store,
+# where dicts per node would triple it); these name the columns.
+#: ``functions`` rows: ``[name, filename, first_line, is_project]``.
+FN_NAME, FN_FILE, FN_LINE, FN_PROJECT = range(4)
+#: ``nodes`` rows, preorder, node 0 the root: ``[parent, function, total, self]``.
+NODE_PARENT, NODE_FN, NODE_TOTAL, NODE_SELF = range(4)
+#: ``hot`` rows: ``[function, self, total]``; ``lines`` rows: ``[function, line, self]``.
+HOT_FN, HOT_SELF, HOT_TOTAL = range(3)
+
+Weight = float | int  # sample counts (ints) or vmprof's gap-corrected weights (floats)
+
+
+class Pruned(TypedDict):
+    nodes: int
+    samples: Weight
+    max_nodes: int
+    functions: int
+
+
+class CallTree(TypedDict):
+    """The stored call tree (see the column names above)."""
+
+    functions: list[list[Any]]
+    nodes: list[list[Any]]
+    hot: list[list[Any]]
+    lines: list[list[Any]]
+    pruned: Pruned
+
+
+class SamplingRecord(CallTree, total=False):
+    """What the sampling panel stores per request (``Stats["record"]``)."""
+
+    engine: str
+    engine_reason: str
+    mode: str
+    interval_ms: float
+    scope: str
+    root_label: str
+    duration_ms: float
+    samples: Weight
+    outside: Weight
+    foreign: Weight
+    away: Weight
+    followed: bool
+    switch_ms: float | None
+    threads: int
+    not_sampled: str | None
+    rate_hz: float
+    overhead_ms: dict[str, float]
+    notes: list[str]
+    raw_file: str | None
+    vmprof_missing: bool
+    busy: bool
+    method: str
+    path: str
+    export_file: str | None
 
 
 def _w(value: float) -> float | int:
@@ -79,7 +136,7 @@ def build_tree(
     *,
     max_nodes: int,
     is_project: Callable[[str], bool],
-) -> dict[str, Any]:
+) -> CallTree:
     """Aggregate stacks into the stored tree plus hot functions and hot lines."""
     fn_index: dict[FrameKey, int] = {}
     functions: list[list[Any]] = []
@@ -173,7 +230,7 @@ def build_tree(
     }
 
 
-def iter_paths(record: dict[str, Any]) -> Iterable[tuple[list[int], float]]:
+def iter_paths(record: CallTree) -> Iterable[tuple[list[int], float]]:
     """(function indices root-first, self weight) for every node with own samples.
 
     Samples hidden in pruned children are reported on their parent as a pseudo
@@ -209,7 +266,7 @@ def make_record(
     vmprof_missing: bool = False,
     busy: bool = False,
     followed: bool = False,
-) -> dict[str, Any]:
+) -> SamplingRecord:
     """The JSON-native record of one request's profile (a :class:`RawProfile` in).
 
     ``followed``: the engine followed this request's view call across threads (ASGI,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .calltree import iter_paths
+from .calltree import SamplingRecord, iter_paths
 
 
 def frame_label(fn: list[Any]) -> str:
@@ -15,7 +15,7 @@ def frame_label(fn: list[Any]) -> str:
     return label.replace(";", ":").replace("\n", " ")
 
 
-def to_collapsed(record: dict[str, Any]) -> str:
+def to_collapsed(record: SamplingRecord) -> str:
     functions = record.get("functions") or []
     labels = [frame_label(fn) for fn in functions]
     counts: dict[str, int] = {}

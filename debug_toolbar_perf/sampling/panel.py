@@ -21,6 +21,7 @@ from ..conf import get_config
 from ..endpoints import safe_filename
 from ..scope import ViewTarget, is_project_file
 from . import calltree, choice, collapsed, speedscope, vmprof_engine
+from .calltree import SamplingRecord
 from .follow import FOLLOW_MIDDLEWARE_NOTE, ViewInvocation
 from .report import SamplingReport, report
 from .session import SamplingSession, start_session
@@ -101,7 +102,7 @@ class SamplingProfilerPanel(PerfPanel):
 
     def build_record(
         self, request: HttpRequest, response: HttpResponse, session: SamplingSession
-    ) -> dict[str, Any]:
+    ) -> SamplingRecord:
         raw = session.result()
         target: ViewTarget = self._target
         config = get_config()
@@ -126,7 +127,7 @@ class SamplingProfilerPanel(PerfPanel):
         record["export_file"] = self._write_export(config["EXPORT_DIR"], record)
         return record
 
-    def _write_export(self, directory: str | None, record: dict[str, Any]) -> str | None:
+    def _write_export(self, directory: str | None, record: SamplingRecord) -> str | None:
         """Write the speedscope file into EXPORT_DIR, named like Werkzeug's profiler does."""
         if not directory:
             return None
@@ -140,7 +141,7 @@ class SamplingProfilerPanel(PerfPanel):
             fh.write(speedscope.dumps(record, f"{record['method']} {record['path']}"))
         return target
 
-    def make_report(self, record: dict[str, Any]) -> SamplingReport:
+    def make_report(self, record: SamplingRecord) -> SamplingReport:
         return report(record, int(get_config()["SAMPLING"]["MIN_SAMPLES"]))
 
     def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:

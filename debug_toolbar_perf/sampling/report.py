@@ -11,16 +11,25 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .calltree import HOT_LIMIT, _w
+from .calltree import (
+    FN_FILE,
+    FN_NAME,
+    FN_PROJECT,
+    HOT_LIMIT,
+    NODE_FN,
+    NODE_TOTAL,
+    SamplingRecord,
+    _w,
+)
 
 # --- analysis of the stored record ------------------------------------------------------
 
 
 def _label(fn: list[Any]) -> str:
-    return str(fn[0])
+    return str(fn[FN_NAME])
 
 
-def hot_functions(record: dict[str, Any], by: str = "self", limit: int = 15) -> list[dict]:
+def hot_functions(record: SamplingRecord, by: str = "self", limit: int = 15) -> list[dict]:
     """The hottest functions by ``self`` or ``total`` samples, with shares of the scope."""
     total = float(record.get("samples") or 0)
     functions = record.get("functions") or []
@@ -46,7 +55,7 @@ def hot_functions(record: dict[str, Any], by: str = "self", limit: int = 15) -> 
     return [r for r in rows if r[key] > 0][:limit]
 
 
-def hot_lines(record: dict[str, Any], limit: int = 10) -> list[dict[str, Any]]:
+def hot_lines(record: SamplingRecord, limit: int = 10) -> list[dict[str, Any]]:
     total = float(record.get("samples") or 0)
     functions = record.get("functions") or []
     out = []
@@ -66,14 +75,14 @@ def hot_lines(record: dict[str, Any], limit: int = 10) -> list[dict[str, Any]]:
     return out
 
 
-def project_split(record: dict[str, Any]) -> dict[str, float]:
+def project_split(record: SamplingRecord) -> dict[str, float]:
     """Self samples in project code vs library code (Django, third-party, stdlib)."""
     functions = record.get("functions") or []
     project = library = 0.0
     for _parent, fi, _total, self_w in record.get("nodes") or []:
         if fi < 0 or not self_w:
             continue
-        if functions[fi][3]:
+        if functions[fi][FN_PROJECT]:
             project += self_w
         else:
             library += self_w
@@ -89,7 +98,7 @@ def project_split(record: dict[str, Any]) -> dict[str, float]:
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
-def own_hooks(record: dict[str, Any], package_dir: str = _PACKAGE_DIR) -> dict[str, Any]:
+def own_hooks(record: SamplingRecord, package_dir: str = _PACKAGE_DIR) -> dict[str, Any]:
     """Samples inside this package's own hooks that run in the view's thread.
 
     With other panels of this package on, their per-instance, per-query and per-line hooks
@@ -102,13 +111,13 @@ def own_hooks(record: dict[str, Any], package_dir: str = _PACKAGE_DIR) -> dict[s
     functions = record.get("functions") or []
     nodes = record.get("nodes") or []
     owner_of: list[str | None] = [
-        _hook_owner(str(f[1])[len(package_dir) :])
-        if f[1] and str(f[1]).startswith(package_dir)
+        _hook_owner(str(f[FN_FILE])[len(package_dir) :])
+        if f[FN_FILE] and str(f[FN_FILE]).startswith(package_dir)
         else None
         for f in functions
     ]
     forwarders = [
-        bool(owner_of[i]) and str(f[0]).rsplit(".", 1)[-1] in _FORWARDERS
+        bool(owner_of[i]) and str(f[FN_NAME]).rsplit(".", 1)[-1] in _FORWARDERS
         for i, f in enumerate(functions)
     ]
     owner: list[str | None] = [None] * len(nodes)
@@ -117,13 +126,13 @@ def own_hooks(record: dict[str, Any], package_dir: str = _PACKAGE_DIR) -> dict[s
     for i, (parent, fi, _total, self_w) in enumerate(nodes):
         if fi >= 0 and owner_of[fi]:
             owner[i] = owner_of[fi]
-        elif parent >= 0 and owner[parent] and not forwarders[nodes[parent][1]]:
+        elif parent >= 0 and owner[parent] and not forwarders[int(nodes[parent][NODE_FN])]:
             owner[i] = owner[parent]
         name = owner[i]
         if name and self_w:
             weight += self_w
             by_panel[name] = by_panel.get(name, 0.0) + self_w
-    samples = float(record.get("samples") or 0) or float(nodes[0][2] if nodes else 0)
+    samples = float(record.get("samples") or 0) or float(nodes[0][NODE_TOTAL] if nodes else 0)
     return {
         "weight": _w(weight),
         "pct": 100.0 * weight / samples if samples else 0.0,
@@ -154,7 +163,7 @@ def _hook_owner(relative: str) -> str:
     return "debug-toolbar-perf"
 
 
-def top_project_function(record: dict[str, Any]) -> dict[str, Any] | None:
+def top_project_function(record: SamplingRecord) -> dict[str, Any] | None:
     """The project function with the most self samples (the view itself if nothing else)."""
     for row in hot_functions(record, "self", limit=HOT_LIMIT * 2):
         if row["project"]:
@@ -162,7 +171,7 @@ def top_project_function(record: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def headline(record: dict[str, Any]) -> str:
+def headline(record: SamplingRecord) -> str:
     """One line for the toolbar's sidebar."""
     samples = record.get("samples") or 0
     if record.get("not_sampled"):
@@ -182,7 +191,7 @@ def _count(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def thinness(record: dict[str, Any], min_samples: int) -> dict[str, Any] | None:
+def thinness(record: SamplingRecord, min_samples: int) -> dict[str, Any] | None:
     """None if the profile has enough samples; else what is wrong and how to get more."""
     samples = float(record.get("samples") or 0)
     if samples >= min_samples or record.get("not_sampled"):
@@ -248,7 +257,7 @@ class SamplingReport:
     overhead_ms: float
 
 
-def report(record: dict[str, Any], min_samples: int) -> SamplingReport:
+def report(record: SamplingRecord, min_samples: int) -> SamplingReport:
     """The findings of a stored sampling record (``min_samples``: SAMPLING.MIN_SAMPLES)."""
     return SamplingReport(
         headline=headline(record),

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .calltree import iter_paths
+from .calltree import SamplingRecord, iter_paths
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 
 
-def to_speedscope(record: dict[str, Any], name: str = "request") -> dict[str, Any]:
+def to_speedscope(record: SamplingRecord, name: str = "request") -> dict[str, Any]:
     functions = record.get("functions") or []
     frames: list[dict[str, Any]] = []
     for fn_name, filename, first_line, _project in functions:
@@ -55,5 +55,5 @@ def to_speedscope(record: dict[str, Any], name: str = "request") -> dict[str, An
     }
 
 
-def dumps(record: dict[str, Any], name: str = "request") -> bytes:
+def dumps(record: SamplingRecord, name: str = "request") -> bytes:
     return json.dumps(to_speedscope(record, name), separators=(",", ":")).encode()
