@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from debug_toolbar_perf.explain.capture import ExplainRecord, IssuedAt, ShapeRecord
+from debug_toolbar_perf.explain.record import ExplainRecord, IssuedAt, ShapeRecord
 from debug_toolbar_perf.instances.record import InstancesRecord, ModelRecord, SiteRecord
 from debug_toolbar_perf.line_memory.record import LineMemoryRecord, TracedFunction
 from debug_toolbar_perf.records import Frame, Stats

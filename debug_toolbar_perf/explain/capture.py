@@ -38,14 +38,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypedDict
+from typing import Any
 
 from django.db import connections
 from django.db.backends.signals import connection_created
 
-from ..records import Frame
 from .params import encode_params, params_rebuildable
 from .plans import FULL_SCAN, PlanNode, number_nodes
+from .record import ExplainRecord, ShapeRecord
 from .shapes import _SQL_INFO, sql_info
 from .sites import (
     ASGI_BOUNDARY,
@@ -148,51 +148,6 @@ def dispatcher_installed(connection: Any) -> bool:
 
 
 # --- the session --------------------------------------------------------------------------
-
-
-class IssuedAt(Frame):
-    count: int  # statements of the shape issued from this line
-
-
-class ShapeRecord(TypedDict):
-    """One statement shape of the request: its SQL, where it was issued, its plan."""
-
-    id: str
-    alias: str
-    vendor: str
-    kind: str  # select | insert | update | delete
-    many: bool
-    fingerprint: str
-    sql: str
-    params: Any  # encode_params: [tag, value] pairs, rebuilt for EXPLAIN ANALYZE
-    params_rebuildable: bool
-    count: int
-    errors: int
-    total_ms: float
-    max_ms: float
-    lines: list[IssuedAt]
-    stack: list[Frame]
-    plan: dict[str, Any] | None  # PlanNode.to_json(), nodes numbered
-    plan_error: str | None
-    skipped: str | None
-    explain_ms: float | None
-    table_rows: dict[str, list[Any]]  # table -> [rows, is_estimate, source]
-
-
-class ExplainRecord(TypedDict):
-    """What the ExplainPanel stores per request (``Stats["record"]``)."""
-
-    vendors: dict[str, str]
-    statements: int
-    other_statements: int
-    query_ms: float
-    shapes: list[ShapeRecord]
-    explains: int
-    size_lookups: int
-    explain_ms: float
-    explained_early: int
-    max_shapes: int
-    notes: list[str]
 
 
 @dataclass(eq=False, slots=True)  # slots: its fields are read on every statement

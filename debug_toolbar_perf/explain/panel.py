@@ -30,8 +30,9 @@ from ..conf import get_config
 from ..endpoints import ANALYZE_TEMPLATE, sign
 from ..scope import ViewTarget
 from .analyze import AnalyzeRefused, run_analyze
-from .capture import CaptureSession, ExplainRecord, current_task, install
+from .capture import CaptureSession, current_task, install
 from .findings import plan_findings
+from .record import ExplainRecord
 from .report import ExplainReport, report
 
 
