@@ -7,7 +7,26 @@ pyenv's versions on PATH). The browser tests run once, in the main suite.
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+
 import nox
+
+
+def _find_installed_pythons() -> None:
+    """nox looks for python3.X on PATH: append pyenv's and uv's installs of the versions PATH
+    lacks, so a fresh machine with either finds 3.10-3.13 without setup."""
+    pyenv = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    uv = os.path.expanduser("~/.local/share/uv/python")
+    for version in PYTHONS:
+        if shutil.which(f"python{version}"):
+            continue
+        found = sorted(glob.glob(f"{pyenv}/versions/{version}.*/bin"))
+        found += sorted(glob.glob(f"{uv}/cpython-{version}.*/bin"))
+        if found:
+            os.environ["PATH"] += os.pathsep + found[-1]
+
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
@@ -30,6 +49,9 @@ TEST_DEPS = [
     "djangorestframework",
     "pytest-asyncio",
 ]
+
+
+_find_installed_pythons()
 
 
 def compatible(python: str, django: str) -> bool:

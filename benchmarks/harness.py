@@ -36,6 +36,13 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def ratio_text(self) -> str:
+        """``x1.23``; for a row with no baseline to divide by, a dash and why (never "xnan")."""
+        if self.ratio == self.ratio:  # not NaN
+            return f"x{self.ratio:.2f}"
+        return f"— ({self.extra.get('no_ratio') or 'no baseline to compare with'})"
+
+    @property
     def median(self) -> float:
         return statistics.median(self.times)
 

@@ -68,7 +68,7 @@ def markdown(results: list[Result], quick: bool) -> str:
             lines.append(
                 f"| {r.workload} | {r.variant}{' (baseline)' if r.baseline else ''} "
                 f"| {fmt_ms(r.median)} | {fmt_ms(r.low)}–{fmt_ms(r.high)} "
-                f"| x{r.ratio:.2f} | {r.goal} | {met} |"
+                f"| {r.ratio_text} | {r.goal} | {met} |"
             )
         notes = [r.extra["note"] for r in rows if r.extra.get("note")]
         lines += ["", *[f"- {n}" for n in dict.fromkeys(notes)], ""]

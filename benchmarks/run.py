@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pkgutil
 import sys
 import time
 from pathlib import Path
@@ -61,7 +62,22 @@ def _ensure_database(alias: str) -> bool:
         return False
 
 
-def main(argv: list[str] | None = None) -> int:
+def check_only(only: list[str] | None, parser: argparse.ArgumentParser) -> None:
+    """An unknown ``--only`` name is a usage error, not a run that silently measures nothing.
+
+    Read from the suites folder (a suite defines run()): importing them needs Django set up."""
+    folder = Path(__file__).parent / "suites"
+    names = sorted(
+        m.name
+        for m in pkgutil.iter_modules([str(folder)])
+        if "\ndef run(" in (folder / f"{m.name}.py").read_text()
+    )
+    unknown = sorted(set(only or ()) - set(names))
+    if unknown:
+        parser.error(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+
+
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description=__doc__,
@@ -70,7 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few rounds, small sizes (< 1 min)")
     parser.add_argument("--only", nargs="*", help="run only these suites")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
     args = parser.parse_args(argv)
+    check_only(args.only, parser)
 
     setup_django()
     from . import suites
@@ -86,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in suite_results:
             print(
                 f"    {r.workload:<38} {r.variant:<44} median {r.median * 1000:8.1f} ms"
-                f"  x{r.ratio:.2f}",
+                f"  {r.ratio_text}",
                 flush=True,
             )
         print(f"    ({time.perf_counter() - t0:.1f} s)")

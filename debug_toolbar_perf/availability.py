@@ -10,6 +10,7 @@ Python it runs on.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from dataclasses import dataclass
 
 PACKAGE = "django-debug-toolbar-perf"
@@ -46,8 +47,20 @@ PSUTIL = Extra("psutil", "psutil", "memory")
 PYMPLER = Extra("pympler", "Pympler", "pympler")
 
 
+#: Modules found once: they stay found (``find_spec`` walks sys.path, ~40 us, and the panels
+#: ask on every request). A missing one is looked for again, so installing it needs no restart.
+_found: set[str] = set()
+
+
 def module_installed(name: str) -> bool:
+    if name in sys.modules:  # imported already, or blocked (None): what an import would do
+        return sys.modules[name] is not None
+    if name in _found:
+        return True
     try:
-        return importlib.util.find_spec(name) is not None
+        found = importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
+    if found:
+        _found.add(name)
+    return found

@@ -16,6 +16,31 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from .runner import Run
+from .scope import short_path
+
+
+def _total(record: Mapping[str, Any]) -> float:
+    return float(record.get("total") or 0)
+
+
+def _statements(record: Mapping[str, Any]) -> float:
+    return float(record.get("statements") or 0)
+
+
+def _wall(record: Mapping[str, Any]) -> float:
+    return float(record.get("duration_ms") or 0)
+
+
+def _num(value: float) -> str:
+    return f"{value:,.1f}".removesuffix(".0")
+
+
+#: The figures ``max_growth`` bounds: short panel name -> (what, figure of a record).
+GROWTH = {
+    "instances": ("model instances", _total),
+    "explain": ("SQL statements", _statements),
+    "sampling": ("wall time of the view (ms)", _wall),
+}
 
 
 class PerfBudgetExceeded(AssertionError):
@@ -52,6 +77,11 @@ class Budget:
     no_full_scans: bool = False
     no_plan_findings: bool = False
     max_ms: float | None = None
+    #: Saved run (``profile_request --save``): stats by short panel name, and its label.
+    baseline: Mapping[str, Any] | None = None
+    baseline_label: str = "the baseline"
+    #: Largest allowed growth against ``baseline`` (0.1: 10%) of instances, queries, time.
+    max_growth: float | None = None
 
     def __post_init__(self) -> None:
         self.max_instances = dict(self.max_instances or {})
@@ -63,6 +93,10 @@ class Budget:
             value = getattr(self, name)
             if value is not None:
                 _check_limit(name, value)
+        if (self.baseline is None) != (self.max_growth is None):
+            raise ValueError("baseline= and max_growth= go together")
+        if self.max_growth is not None:
+            _check_limit("max_growth", self.max_growth)
 
     def is_empty(self) -> bool:
         return not self.panels()
@@ -81,6 +115,10 @@ class Budget:
             or self.no_plan_findings
         ):
             out.append("explain")
+        for name in GROWTH:
+            saved = (self.baseline or {}).get(name) or {}
+            if saved.get("record") and name not in out:
+                out.append(name)
         return out
 
     def check(self, runs: Iterable[Run], *, time_of: str = "each") -> list[Breach]:
@@ -102,7 +140,47 @@ class Budget:
                     key=lambda r: abs((_duration(r) or 0) - median),
                 )
                 breaches += self._time(closest, median)
+        if self.baseline is not None and runs:
+            breaches += self._growth(runs, time_of)
         return _dedupe(breaches, len(runs))
+
+    # -- growth against a saved baseline ----------------------------------------------------
+
+    def _growth(self, runs: list[Run], time_of: str) -> list[Breach]:
+        """Instances, queries and time that grew past ``max_growth`` against the baseline,
+        with what the features' diffs say changed."""
+        from .render.compare import diff
+
+        assert self.baseline is not None and self.max_growth is not None
+        out = []
+        checked = runs if time_of == "each" else runs[-1:]
+        for name, (what, figure) in GROWTH.items():
+            base = (self.baseline.get(name) or {}).get("record")
+            if not base:
+                continue
+            for run in runs if name != "sampling" else checked:
+                record = run.record(name)
+                if not record:
+                    continue
+                before, after = figure(base), figure(record)
+                if name == "sampling" and time_of == "median":
+                    durations = [d for d in (_duration(r) for r in runs) if d is not None]
+                    after = statistics.median(durations) if durations else after
+                if after <= before * (1 + self.max_growth):
+                    continue
+                made = diff(name, record, base)
+                growth = (after - before) / before if before else float("inf")
+                out.append(
+                    Breach(
+                        f"max_growth[{name}]",
+                        run.label,
+                        f"{what} grew from {_num(before)} to {_num(after)} "
+                        f"({growth:+.0%}) against {self.baseline_label}; "
+                        f"the budget is +{self.max_growth:.0%}.",
+                        list(made.notes[:8]) if made else [],
+                    )
+                )
+        return out
 
     # -- instances ----------------------------------------------------------------------
 
@@ -294,14 +372,15 @@ def _duration(run: Run) -> float | None:
 
 
 def relpath(filename: str) -> str:
-    """Paths under the current directory are shown relative to it (shorter, clickable)."""
+    """Paths under the current directory are shown relative to it (shorter, clickable); others
+    as the panels show them, relative to their library or project (``django/db/...``)."""
     if not filename:
         return "?"
     try:
         rel = os.path.relpath(filename)
     except ValueError:
-        return filename
-    return filename if rel.startswith("..") else rel
+        return short_path(filename)
+    return short_path(filename) if rel.startswith("..") else rel
 
 
 def where(frame: Mapping[str, Any] | None) -> list[str]:

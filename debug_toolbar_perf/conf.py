@@ -118,6 +118,14 @@ SCHEMA: dict[str, dict[str, Option]] = {
             "Below this many samples the panel warns the profile is thin.",
             _non_negative,
         ),
+        "MERGE_LAST": Option(
+            (int,),
+            10,
+            "The panel also merges the samples of the last this many stored requests of the "
+            "same view (this one included) into one profile, for views too short for one "
+            "request's samples. 0 or 1: off.",
+            _non_negative,
+        ),
         "MAX_NODES": Option(
             (int,),
             5000,
@@ -137,9 +145,11 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "BACKEND": Option(
             (str,),
             "rss",
-            "'rss' (resident set size: what the OS sees; cheap) or 'tracemalloc' "
-            "(exact Python allocations; x3-x7 slower on allocation-heavy code).",
-            choices=("rss", "tracemalloc"),
+            "'rss' (resident set size: what the OS sees; cheap; reused memory shows 0.0), "
+            "'heap' (bytes the allocator holds for what each line allocated and kept, the "
+            "same on every reload; each reading slows as glibc's free blocks grow) or "
+            "'tracemalloc' (exact Python allocations; x3-x8 slower on allocation-heavy code).",
+            choices=("heap", "rss", "tracemalloc"),
         ),
         "FUNCTIONS": Option(
             (list, tuple),
@@ -224,7 +234,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "FULL_SCAN_ROWS": Option(
             (int,),
             10_000,
-            "A full scan of a table with more rows than this is a finding.",
+            "A full scan that reads more rows than this is a finding (the rows read, not the "
+            "size of the table: a LIMIT that stops the scan early counts).",
             _non_negative,
         ),
         "REPEATED_QUERY_THRESHOLD": Option(
@@ -237,7 +248,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
             "a transaction that is rolled back).",
         ),
         "STATEMENT_TIMEOUT_MS": Option(
-            (int,), 5000, "Timeout for on-demand EXPLAIN ANALYZE.", _positive
+            (int,), 5000, "Timeout of each statement the EXPLAIN panel runs.", _positive
         ),
         "MAX_SHAPES": Option((int,), 50, "Distinct query shapes explained per request.", _positive),
         "NESTED_LOOP_ROWS": Option(
@@ -252,6 +263,12 @@ SCHEMA: dict[str, dict[str, Option]] = {
             "When no planner estimate exists, table sizes are counted up "
             "to this many rows (a capped COUNT stays cheap on huge tables).",
             _positive,
+        ),
+        "VERIFY_INDEXES": Option(
+            (bool,),
+            True,
+            "Ask the planner whether it would use each suggested index before showing it "
+            "(HypoPG or a rolled-back index on PostgreSQL, a rolled-back index on SQLite).",
         ),
     },
 }

@@ -15,7 +15,7 @@ import os
 import sys
 import sysconfig
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from types import CodeType, FunctionType
 from typing import Any
@@ -36,12 +36,21 @@ class ViewTarget:
     kind: str  # "function" | "class-based" | "viewset" | "unresolved"
     codes: tuple[CodeType, ...] = field(default=(), repr=False)
     functions: tuple[Any, ...] = field(default=(), repr=False)
+    #: Code of the callable Django calls (decorators' wrappers, ``as_view``'s ``view``):
+    #: work they issue is inside the view's call, not the middleware's.
+    wrappers: tuple[CodeType, ...] = field(default=(), repr=False)
 
     def to_json(self) -> TargetJSON:
         return {"label": self.label, "kind": self.kind}
 
     def contains(self, code: CodeType) -> bool:
         return code in self.codes
+
+    @property
+    def scope_codes(self) -> tuple[CodeType, ...]:
+        """The view's code plus what Django runs after it for the response it returned
+        (:func:`deferred_render_codes`): the view's own work. Empty when unresolved."""
+        return self.codes + deferred_render_codes() if self.codes else ()
 
 
 UNRESOLVED = ViewTarget("(view not resolved)", "unresolved")
@@ -71,7 +80,11 @@ def _qualname(func: Any) -> str:
 
 def target_from_match(match: ResolverMatch, method: str) -> ViewTarget:
     """The view code a resolved URL runs for ``method``."""
-    func = match.func
+    return target_of_view(match.func, method)
+
+
+def target_of_view(func: Any, method: str) -> ViewTarget:
+    """The code a view callable (a function, ``as_view()``, a viewset) runs for ``method``."""
     method = method.lower()
     # DRF viewsets: as_view({"get": "list"}) sets .cls and .actions on the callable.
     actions = getattr(func, "actions", None)
@@ -110,7 +123,72 @@ def resolve_view_target(request: HttpRequest) -> ViewTarget:
             return UNRESOLVED
         except Exception:  # a broken urlconf is the view's problem, reported by Django
             return UNRESOLVED
-    return target_from_match(match, request.method or "GET")
+    target = target_from_match(match, request.method or "GET")
+    return replace(target, wrappers=tuple(wrapper_codes(match.func)))
+
+
+def wrapper_codes(value: Any) -> list[CodeType]:
+    """The code objects a callable runs, through decorators (``__wrapped__``), partials and
+    bound methods, outermost first."""
+    codes: list[CodeType] = []
+    for _ in range(20):
+        if isinstance(value, partial):
+            value = value.func
+            continue
+        func = getattr(value, "__func__", value)
+        code = getattr(func, "__code__", None)
+        if isinstance(code, CodeType):
+            codes.append(code)
+        value = getattr(func, "__wrapped__", None)
+        if value is None:
+            break
+    return codes
+
+
+@cache
+def deferred_render_codes() -> tuple[CodeType, ...]:
+    """Code Django runs after the view returns, for the response the view returned.
+
+    A view returning a ``TemplateResponse`` (generic class-based views, the admin, Wagtail,
+    DRF's ``Response``) leaves its template, and every query and model method the template
+    touches, to ``SimpleTemplateResponse.render``, called by the handler after the
+    ``process_template_response`` hooks of ``MIDDLEWARE``. All of it is the view's work.
+    """
+    from django.template.response import SimpleTemplateResponse
+    from django.utils.module_loading import import_string
+
+    codes = [SimpleTemplateResponse.render.__code__]
+    for dotted in getattr(settings, "MIDDLEWARE", None) or ():
+        try:
+            hook = getattr(import_string(dotted), "process_template_response", None)
+        except Exception:  # a broken MIDDLEWARE entry is Django's to report
+            continue
+        code = function_code(hook) if hook is not None else None
+        if code is not None:
+            codes.append(code)
+    return tuple(codes)
+
+
+#: Said by a panel whose scope took in the deferred rendering of the view's response.
+DEFERRED_NOTE = (
+    "The view returned a TemplateResponse: its rendering ({template}), which Django runs "
+    "after the view returns, is part of the view's work and is included."
+)
+
+
+def deferred_render(response: Any) -> str | None:
+    """The template a ``TemplateResponse`` returned by the view was rendered from, else None."""
+    from django.template.response import SimpleTemplateResponse
+
+    if not isinstance(response, SimpleTemplateResponse) or not response.is_rendered:
+        return None
+    name: Any = response.template_name
+    if isinstance(name, (list, tuple)):
+        name = name[0] if name else None
+    if name is not None and not isinstance(name, str):  # a Template object
+        origin = getattr(getattr(name, "template", name), "origin", None)
+        name = getattr(origin, "template_name", None) or getattr(origin, "name", None)
+    return str(name) if name else "a template"
 
 
 def scope_is_view() -> bool:
@@ -154,8 +232,30 @@ def is_project_file(filename: str) -> bool:
     return any(real.startswith(root) for root in _project_roots())
 
 
+@cache
+def _path_roots() -> tuple[str, ...]:
+    """Folders a file is shown relative to: the project's, the libraries' and sys.path's."""
+    roots = {*_library_roots(), *_project_roots()}
+    roots.update(os.path.realpath(p) + os.sep for p in sys.path if p and os.path.isdir(p))
+    return tuple(sorted(roots, key=len, reverse=True))
+
+
+@cache
+def short_path(filename: str) -> str:
+    """``filename`` relative to the deepest project, library or sys.path folder holding it
+    (``django/db/models/base.py``, ``shop/views.py``): the import path a reader recognises,
+    and short enough for a table column. Other names (``<frozen posixpath>``) are kept."""
+    if not filename or filename.startswith("<"):
+        return filename
+    real = _realpath(filename)
+    for root in _path_roots():
+        if real.startswith(root):
+            return real[len(root) :]
+    return filename
+
+
 def clear_caches() -> None:
-    for f in (_library_roots, _project_roots, is_project_file):
+    for f in (_library_roots, _project_roots, is_project_file, _path_roots, short_path):
         f.cache_clear()
 
 
@@ -178,6 +278,8 @@ def on_project_paths_changed(clear: Callable[[], None]) -> Callable[[], None]:
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "MIDDLEWARE":
+        deferred_render_codes.cache_clear()
     if setting in ("DEBUG_TOOLBAR_PERF", "BASE_DIR"):
         # Only what depends on settings: the library roots and real paths depend on the
         # interpreter alone, and rebuilding them cost ~0.8 ms on the next profiled request.

@@ -20,6 +20,7 @@ so the code under test runs as it does in the rest of the suite. pytest users ge
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -41,6 +42,8 @@ def perf_budget(
     no_plan_findings: bool = False,
     max_ms: float | None = None,
     panels: str | Iterable[str] | None = None,
+    baseline: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    max_growth: float | None = None,
 ) -> Iterator[ToolbarCapture]:
     """Check every request made in the block against the limits; raise on exit if broken.
 
@@ -51,12 +54,24 @@ def perf_budget(
     * ``no_full_scans``: no plan finding "full scan of a large table";
     * ``no_plan_findings``: no plan finding at all (scans, sorts, N+1...);
     * ``max_ms``: wall time of the profiled view (the sampling profiler's scope);
-    * ``panels``: extra perf panels to run (``"sampling,memory,instances,explain"``).
+    * ``panels``: extra perf panels to run (``"sampling,memory,instances,explain"``);
+    * ``baseline`` and ``max_growth``: a run saved by ``profile_request --save FILE`` (its
+      path, or its stats by panel name) and the growth allowed against it, e.g. ``0.1``: fail
+      when model instances, SQL statements or the view's wall time grow by more than 10%
+      (only the figures the saved run recorded), saying what changed (``N+1 ... new``).
 
     Raises :class:`PerfBudgetExceeded` (an ``AssertionError``). The yielded object's
     ``runs`` holds each request's stored stats, for assertions of your own.
     """
+    label = "the baseline"
+    if baseline is not None and not isinstance(baseline, Mapping):
+        from .render.compare import load
+
+        label, baseline = load(os.fspath(baseline))
     budget = Budget(
+        baseline=baseline,
+        baseline_label=label,
+        max_growth=max_growth,
         max_instances=max_instances or {},
         max_total_instances=max_total_instances,
         max_repeated_query_shape=max_repeated_query_shape,
@@ -73,7 +88,7 @@ def perf_budget(
         raise ValueError(
             "perf_budget() needs at least one limit (max_instances=, max_total_instances=, "
             "max_repeated_query_shape=, max_queries=, no_full_scans=, no_plan_findings=, "
-            "max_ms=) or panels="
+            "max_ms=, baseline= with max_growth=) or panels="
         )
     with capture(names) as cap:
         yield cap

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ def _rebuild_toolbar_urls(*, setting: str, **kwargs: Any) -> None:
     """
     if setting != "DEBUG_TOOLBAR_PANELS":
         return
+    import debug_toolbar.urls
     from debug_toolbar.settings import get_panels
 
     import demo_site.urls
@@ -41,6 +43,7 @@ def _rebuild_toolbar_urls(*, setting: str, **kwargs: Any) -> None:
     get_panels.cache_clear()
     DebugToolbar._panel_classes = None
     DebugToolbar._urlpatterns = None
+    importlib.reload(debug_toolbar.urls)  # `include("debug_toolbar.urls")` reads its list
     importlib.reload(demo_site.urls)
     importlib.reload(tests.urls)
     clear_url_caches()
@@ -56,6 +59,18 @@ def _line_memory_on_by_default(
     from debug_toolbar_perf.line_memory.panel import LineMemoryPanel
 
     monkeypatch.setattr(LineMemoryPanel, "enabled_by_default", lambda self: True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_toolbar_store() -> None:
+    """Each test starts with an empty toolbar store, so no panel compares with (and no
+    subtitle shows a Δ against) a request an earlier test made."""
+    from debug_toolbar.store import get_store
+
+    from debug_toolbar_perf import baseline
+
+    get_store().clear()
+    baseline.clear()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -181,3 +196,8 @@ def toolbar_client(client: Client) -> Iterator[Any]:
         return run_with_toolbar(client, path, method, **kwargs)
 
     yield _run
+
+
+def qual(name: str) -> str:
+    """A function as the sampler names it: Python 3.10 has no ``co_qualname`` (no class)."""
+    return name if sys.version_info >= (3, 11) else name.rsplit(".", 1)[-1]

@@ -41,6 +41,7 @@ ROOT_URLCONF = "tests.urls"
 INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework", "tests.testapp"]  # noqa: F405
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.instances_app"]  # instances panel test models
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.real_apps.library"]  # the admin and generic views
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEBUG_TOOLBAR_CONFIG = {

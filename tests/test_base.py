@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.template.loader import render_to_string
 from django.test import Client, override_settings
 
 from tests.conftest import arun_with_toolbar, run_with_toolbar, strip_toolbar
@@ -115,3 +117,41 @@ async def test_under_asgi_a_failing_stop_never_changes_the_page(
     assert b"async plain" in run.response.content
     html = await sync_to_async(run.content)("ProbePanel")
     assert "This panel failed" in html
+
+
+def test_a_page_s_templates_panel_leaves_out_our_panels_rendered_meanwhile(
+    client: Client, probe: type[ProbePanel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The toolbar's Templates panel records every template rendered in any thread while its
+    request runs. Under gunicorn gthread it stored our panels, rendered for other requests
+    in the meantime, with their whole context (up to 8.7 MB of JSON for one page); glibc's
+    arenas kept what that freed (RSS after malloc_trim +40 MB over 800 requests)."""
+    from debug_toolbar import settings as dt_settings
+
+    panels = [
+        "debug_toolbar.panels.templates.TemplatesPanel",
+        "debug_toolbar_perf.panels.ModelInstancesPanel",
+        "tests.testapp.panels.ProbePanel",
+    ]
+    with override_settings(DEBUG_TOOLBAR_PANELS=panels):
+        earlier = run_with_toolbar(client, "/t/cbv/")
+        rendered: list[str] = []
+
+        def other_thread() -> None:  # what a render_panel request does meanwhile
+            rendered.append(earlier.content("ModelInstancesPanel"))
+            rendered.append(render_to_string("shop/simple.html", {"title": "t"}))
+
+        def start(self: ProbePanel, request: Any, target: Any) -> dict[str, Any]:
+            worker = threading.Thread(target=other_thread)
+            worker.start()
+            worker.join()
+            return {"label": target.label}
+
+        monkeypatch.setattr(ProbePanel, "start", start)
+        page = run_with_toolbar(client, "/t/plain/")
+        recorded = [t["template"]["name"] for t in page.stats("TemplatesPanel")["templates"]]
+    assert len(rendered) == 2 and "djdt-perf" in rendered[0]
+    assert "shop/simple.html" in recorded  # it did record the other thread's templates
+    assert not [name for name in recorded if name.startswith("debug_toolbar_perf/")], recorded
+    # the toolbar's copy of the config, never the user's settings
+    assert "debug_toolbar_perf/" not in dt_settings.get_config()["SKIP_TEMPLATE_PREFIXES"]

@@ -78,7 +78,7 @@ def test_installed_engines_give_no_warning() -> None:
 def test_vmprof_is_advised_only_where_auto_would_start_it(
     monkeypatch: pytest.MonkeyPatch, safe: bool
 ) -> None:
-    """On 3.11/3.12 vmprof is never started (it crashes there): no hint to install it."""
+    """On 3.11-3.13 vmprof is never started (it crashes there): no hint to install it."""
     monkeypatch.setattr(engine_choice, "installed_vmprof_version", lambda: None)
     monkeypatch.setattr(engine_choice, "VMPROF_SAFETY", {sys.version_info[:2]: {"0.6.0": safe}})
     warnings = check_engines()
@@ -101,3 +101,19 @@ def test_memory_profiler_and_psutil_are_not_needed_on_linux(
         lambda name: name not in ("memory_profiler", "psutil") and real(name),
     )
     assert check_engines() == []
+
+
+def test_a_module_found_once_is_not_looked_for_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The panels ask on every request: a found module is remembered, a missing one is not."""
+    import importlib.util
+
+    from debug_toolbar_perf import availability
+
+    assert availability.module_installed("json")
+    assert not availability.module_installed("no_such_module_perf")
+    looked: list[str] = []
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n: looked.append(n) or real(n))
+    assert availability.module_installed("json")
+    assert not availability.module_installed("no_such_module_perf")
+    assert looked == ["no_such_module_perf"]

@@ -15,6 +15,7 @@ FEATURES = ("sampling", "line_memory", "instances", "explain")
 PLUMBING = (
     "availability",
     "base",
+    "baseline",
     "checks",
     "conf",
     "context",
@@ -105,3 +106,15 @@ def test_no_import_circle() -> None:
     for name in graph:
         if name not in state:
             visit(name, [name])
+
+
+def test_the_store_is_read_in_one_module() -> None:
+    """``store.py`` is the only reader of the toolbar's store (issue 15: it was read in five)."""
+    readers = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "store.py" or path.parent != PACKAGE
+        for text in [path.read_text()]
+        if "get_store(" in text or "DebugToolbar.fetch(" in text or ".fetch(request_id" in text
+    )
+    assert readers == []

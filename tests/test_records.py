@@ -7,14 +7,16 @@ all four panels.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.utils.safestring import mark_safe
 
 from debug_toolbar_perf.explain.record import ExplainRecord, IssuedAt, ShapeRecord
 from debug_toolbar_perf.instances.record import InstancesRecord, ModelRecord, SiteRecord
 from debug_toolbar_perf.line_memory.record import LineMemoryRecord, TracedFunction
-from debug_toolbar_perf.records import Frame, Stats
+from debug_toolbar_perf.records import Frame, RecordError, Stats, check_json
 from debug_toolbar_perf.sampling.calltree import SamplingRecord
 from shop.models import Category, Product, Review
 
@@ -61,3 +63,24 @@ def test_stored_records_follow_their_contracts(toolbar_client: Any) -> None:
         assert shape["lines"]
         for line in shape["lines"]:
             assert_keys(line, IssuedAt)
+
+
+@pytest.mark.parametrize(
+    ("record", "says"),
+    [
+        ({"rows": [[1, (2, 3)]]}, "stats['record']['rows'][0][1] is a tuple, not JSON-native"),
+        ({"by_id": {7: "x"}}, "stats['record']['by_id'] has non-string key 7"),
+        ({"share": [0.5, float("nan")]}, "stats['record']['share'][1] is nan"),
+        ({"share": float("inf")}, "stats['record']['share'] is inf"),
+        ({"price": Decimal("1.5")}, "stats['record']['price'] is a Decimal, not JSON-native"),
+        ({"flag": {True: 1}}, "stats['record']['flag'] has non-string key True"),
+    ],
+)
+def test_check_json_names_what_the_store_would_change(record: Any, says: str) -> None:
+    with pytest.raises(RecordError) as raised:
+        check_json({"record": record})
+    assert says in str(raised.value)
+
+
+def test_check_json_accepts_json_native_records_with_str_subclasses() -> None:
+    check_json({"record": {"html": mark_safe("<b>"), "n": [1, 2.5, None, True, {"k": "v"}]}})

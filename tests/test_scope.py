@@ -67,3 +67,18 @@ def test_project_files() -> None:
     assert is_project_file(shop_views.__file__)
     assert not is_project_file(django.__file__)
     assert not is_project_file("<string>")
+
+
+def test_short_path_is_relative_to_the_library_or_project_folder() -> None:
+    import posixpath
+
+    import django.db.models.base
+
+    from debug_toolbar_perf.scope import short_path
+    from shop import views as shop_views
+
+    assert short_path(django.db.models.base.__file__) == "django/db/models/base.py"
+    assert short_path(shop_views.__file__) == "shop/views.py"  # the project (BASE_DIR)
+    assert short_path(posixpath.__file__) == "posixpath.py"  # the standard library
+    assert short_path("<frozen posixpath>") == "<frozen posixpath>"
+    assert short_path("/nowhere/known/x.py") == "/nowhere/known/x.py"

@@ -111,12 +111,12 @@ def test_max_queries_names_the_biggest_shapes(client, demo_data):
 
 @pytest.mark.django_db
 def test_full_scan_budget_gives_the_finding_and_its_fix(client, settings):
-    seed(products=300, reviews=0)
+    seed(products=3000, reviews=0)
     settings.DEBUG_TOOLBAR_PERF = {"EXPLAIN": {"FULL_SCAN_ROWS": 100}}
     with pytest.raises(PerfBudgetExceeded) as info, perf_budget(no_full_scans=True):
         client.get("/products/published/")
     text = str(info.value)
-    assert "Full scan of shop_product (300 rows)." in text
+    assert "Full scan of shop_product (3,000 rows)." in text
     assert "suggested fix: CREATE INDEX" in text
     assert "issued at" in text and "in unindexed" in text
     # The same page with a lenient threshold passes.

@@ -1,5 +1,5 @@
 """One module per comparison; each exposes ``run(quick: bool) -> list[Result]``."""
 
-from . import explain, instances, line_memory, off, overall, sampling
+from . import explain, instances, line_memory, off, sampling, together
 
-ALL = [overall, sampling, line_memory, instances, explain, off]
+ALL = [together, sampling, line_memory, instances, explain, off]

@@ -9,6 +9,9 @@
    asgiref's executor thread, the panel hops there for its EXPLAINs), SQLite.
 3. The time the panel adds per distinct shape of an indexed lookup (``explain_all`` for one
    captured primary-key lookup: EXPLAIN on a cursor + parsing), next to the lookup itself.
+4. The cost of verifying one index suggestion with the planner (``explain/verify.py``) on a
+   100k-row table, per shape (a partial index for a boolean filter, a composite index for an
+   equality + sort): PostgreSQL with HypoPG and with a rolled-back real index, SQLite.
 
 This module is also the URLconf of the benchmark page (``ROOT_URLCONF`` is switched to it for
 the comparison), so the demo's own URLs stay as they are.
@@ -222,6 +225,96 @@ def _per_shape(alias: str, quick: bool) -> list[Result]:
     return [base, ours]
 
 
+VERIFY_ROWS = 100_000
+VERIFY_GOAL_MS = {"hypopg": 5.0, "sqlite": 20.0}
+VERIFY_SHAPES = {
+    "partial index (boolean filter)": 'SELECT "bench_verify"."id" FROM "bench_verify" '
+    'WHERE "bench_verify"."flag"',
+    "composite (equality + sort)": 'SELECT "bench_verify"."id" FROM "bench_verify" '
+    'WHERE "bench_verify"."n" = %s ORDER BY "bench_verify"."m" DESC',
+}
+
+
+def _verify_table(alias: str) -> None:
+    conn = connections[alias]
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS bench_verify")
+        cur.execute(
+            "CREATE TABLE bench_verify (id integer PRIMARY KEY, flag boolean, n int, m int)"
+        )
+        if conn.vendor == "postgresql":
+            cur.execute(
+                "INSERT INTO bench_verify SELECT g, g % 50 = 0, g % 1000, g % 997 "
+                f"FROM generate_series(1, {VERIFY_ROWS}) g"
+            )
+            cur.execute("ANALYZE bench_verify")
+        else:
+            cur.execute(
+                f"WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < "
+                f"{VERIFY_ROWS}) INSERT INTO bench_verify SELECT i, i % 50 = 0, i % 1000, "
+                "i % 997 FROM g"
+            )
+
+
+def _verification(alias: str, quick: bool) -> list[Result]:
+    """Milliseconds per verified suggestion, per shape (``index_checks[...]["ms"]``)."""
+    from debug_toolbar_perf.explain.capture import CaptureSession
+
+    conn = connections[alias]
+    variants = ["sqlite"]
+    if conn.vendor == "postgresql":
+        variants = ["hypopg", "real index"]
+    _verify_table(alias)
+    results: list[Result] = []
+    try:
+        for variant in variants:
+            if conn.vendor == "postgresql":
+                with conn.cursor() as cur:
+                    cur.execute(
+                        "CREATE EXTENSION IF NOT EXISTS hypopg"
+                        if variant == "hypopg"
+                        else "DROP EXTENSION IF EXISTS hypopg"
+                    )
+            for label, sql in VERIFY_SHAPES.items():
+                times: list[float] = []
+                methods: set[str] = set()
+                for _ in range(5 if quick else 30):
+                    session = CaptureSession([alias])
+                    session.start()
+                    with conn.cursor() as cur:
+                        cur.execute(sql, [7] if "%s" in sql else None)
+                        cur.fetchall()
+                    session.stop_capture()
+                    session.explain_all()
+                    for shape in session.shapes.values():
+                        for check in shape.index_checks.values():
+                            times.append(check["ms"] / 1000)
+                            methods.add(f"{check['method']}, used={check.get('used')}")
+                if not times:
+                    continue
+                goal = VERIFY_GOAL_MS.get(variant)
+                result = Result(
+                    "ExplainPanel: verifying one index suggestion with the planner (100k rows)",
+                    f"{conn.vendor} {variant}",
+                    label,
+                    times,
+                    goal=f"≤ {goal:g} ms" if goal else "",
+                )
+                result.ratio = float("nan")
+                result.extra["no_ratio"] = "an absolute cost: the goal is in ms"
+                result.extra.update(
+                    ours=True,
+                    met=goal is None or result.median * 1000 <= goal,
+                    note=f"{label}: {result.median * 1000:.2f} ms per suggestion "
+                    f"(median of {len(times)}; {'; '.join(sorted(methods))}).",
+                )
+                results.append(result)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS bench_verify")
+    return results
+
+
 def run(quick: bool) -> list[Result]:
     aliases = [a for a in ("default", "postgres", "mariadb") if a in connections.settings]
     results: list[Result] = []
@@ -232,6 +325,9 @@ def run(quick: bool) -> list[Result]:
         results += _page_asgi(quick)
         for alias in aliases:
             results += _per_shape(alias, quick)
+        for alias in aliases:
+            if connections[alias].vendor in ("sqlite", "postgresql"):
+                results += _verification(alias, quick)
     missing = [a for a in ("postgres", "mariadb") if a not in aliases]
     if missing:
         results[-1].extra["note"] = f"Not reachable, not measured: {', '.join(missing)}."

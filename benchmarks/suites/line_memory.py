@@ -1,13 +1,13 @@
 """LineMemoryPanel against memory_profiler driven the default way (``@profile``, psutil).
 
 1. The demo's memory page (/memory/) and hot-loop page (/hot-loop/) through the toolbar:
-   toolbar alone; our panel with its default RSS backend; our panel with tracemalloc;
+   toolbar alone; our panel with its default RSS backend; with heap; with tracemalloc;
    tracemalloc running with no panel (the floor of any tracemalloc-based tool); and
    memory_profiler's ``profile`` wrapping the view (the URL pattern's callback is swapped
    for ``memory_profiler.profile(view, stream=devnull)`` while that variant runs, which is
    what decorating the view with ``@profile`` does; its report goes to /dev/null).
 2. The cost per traced line event: a loop in a traced function, plain, under our engine
-   (RSS and tracemalloc) and under memory_profiler's ``profile``.
+   (heap, RSS and tracemalloc) and under memory_profiler's ``profile``.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def _pages(quick: bool) -> list[Result]:
     from shop import views
 
     results: list[Result] = []
+    # Issue 18's goals for a measure that holds on reload: x1.3 on 3.12+, x2 on 3.11 (settrace).
+    heap_goal = "≤ 1.3x" if sys.version_info >= (3, 12) else "≤ 2x"
     pages = [
         ("memory page (/memory/)", "/memory/", views.memory, 3 if quick else 5, "≤ 1.2x"),
         ("hot-loop page (/hot-loop/)", "/hot-loop/", views.hot_loop, 3 if quick else 2, "≤ 3x"),
@@ -82,6 +84,10 @@ def _pages(quick: bool) -> list[Result]:
         variants = [
             baseline(),
             Variant("LineMemoryPanel (RSS, default)", panels(LINE_MEMORY)),
+            Variant(
+                "LineMemoryPanel (heap)",
+                panels(LINE_MEMORY, perf={"LINE_MEMORY": {"BACKEND": "heap"}}),
+            ),
             Variant(
                 "LineMemoryPanel (tracemalloc)",
                 panels(LINE_MEMORY, perf={"LINE_MEMORY": {"BACKEND": "tracemalloc"}}),
@@ -112,8 +118,9 @@ def _pages(quick: bool) -> list[Result]:
                     r.goal = "≤ tracemalloc alone"
                     r.extra["met"] = r.ratio <= tm_alone.ratio * 1.10
                 else:
-                    r.goal = goal
-                    r.extra["met"] = r.ratio <= float(goal.strip("≤ x"))
+                    heap_page = "heap" in r.variant and path == "/memory/"
+                    r.goal = heap_goal if heap_page else goal
+                    r.extra["met"] = r.ratio <= float(r.goal.strip("≤ x"))
         if not any(r.variant == mp for r in rows):
             rows[-1].extra["note"] = (
                 f"{label}: memory_profiler is left out of quick mode (4-15 s per request)."
@@ -125,7 +132,7 @@ def _pages(quick: bool) -> list[Result]:
 def _per_event(quick: bool) -> list[Result]:
     workloads = [
         (loop, 5_000 if quick else 20_000, "memory unchanged"),
-        (grow, 1_000 if quick else 4_000, "RSS grows on every other line (worst case)"),
+        (grow, 1_000 if quick else 4_000, "memory grows on every other line (worst case)"),
     ]
     return [row for func, n, what in workloads for row in _per_event_of(func, n, what, quick)]
 
@@ -137,6 +144,7 @@ def _per_event_of(func: Callable[[int], int], n: int, what: str, quick: bool) ->
 
     current: dict[str, Callable[[int], int]] = {"f": func}
     events = {"n": 0}
+    used: dict[str, str] = {}
 
     def ours(backend: str) -> Callable[[], AbstractContextManager[Any]]:
         @contextmanager
@@ -151,6 +159,7 @@ def _per_event_of(func: Callable[[int], int], n: int, what: str, quick: bool) ->
             finally:
                 session.stop()
                 events["n"] = session.events
+                used[backend] = session.backend  # heap falls back where a reading is slow
 
         return cm
 
@@ -171,7 +180,8 @@ def _per_event_of(func: Callable[[int], int], n: int, what: str, quick: bool) ->
         run,
         [
             Variant("untraced", baseline=True),
-            Variant("our engine, RSS", ours("rss")),
+            Variant("our engine, RSS (default)", ours("rss")),
+            Variant("our engine, heap", ours("heap")),
             Variant("our engine, tracemalloc", ours("tracemalloc")),
             Variant("memory_profiler profile (psutil)", mp),
         ],
@@ -190,8 +200,10 @@ def _per_event_of(func: Callable[[int], int], n: int, what: str, quick: bool) ->
             f"{r.variant}, {what}: {per:.2f} us per line event (fastest runs; {count:,} "
             f"events; Python {sys.version.split()[0]}, {hook})."
         )
+        if "heap" in r.variant and used.get("heap") != "heap":
+            r.extra["note"] += f" The heap reading was slow here: measured by {used.get('heap')}."
         r.variant = f"{r.variant}: {per:.2f} us/event"
-        if "RSS" in r.variant:
+        if "RSS" in r.variant or "heap" in r.variant:
             r.extra.update(ours=True, met=per <= 2.0)
             r.goal = "≤ 2 us/event"
         elif "tracemalloc" in r.variant:

@@ -1,10 +1,11 @@
 """EXPLAIN ANALYZE on demand, for one stored shape, without ever changing data.
 
 The statement and its typed parameters come from the panel's stored stats
-(never from the browser). Every statement, SELECT included (a SELECT can call a
-function that writes, or lock rows), runs inside ``transaction.atomic()`` marked
-for rollback; nested in an outer transaction that is a savepoint, so an error
-(on PostgreSQL, an aborted transaction) is rolled back to it and the outer
+(never from the browser). A SELECT (which can call a function that writes)
+runs where the database refuses writes (``Vendor.session``), rolled back. A
+write, when allowed, runs inside ``transaction.atomic()`` marked for rollback;
+nested in an outer transaction that is a savepoint, so an error (on
+PostgreSQL, an aborted transaction) is rolled back to it and the outer
 transaction stays usable. Writes are refused unless ``ALLOW_ANALYZE_WRITES``;
 on MariaDB they are also refused when a table is not InnoDB (MyISAM/Aria
 writes are not rolled back). Sequences (PostgreSQL) and AUTO_INCREMENT
@@ -23,6 +24,7 @@ from .params import OpaqueParam, decode_params
 from .plans import number_nodes
 from .shapes import statement_kind
 from .vendors import vendor_for
+from .vendors.base import WRITES_REFUSED, NotExplained
 
 _BACKTICKED = re.compile(r"`([^`]+)`")
 
@@ -57,25 +59,43 @@ def run_analyze(shape: dict[str, Any], *, allow_writes: bool, timeout_ms: int) -
     if not vendor.supports_analyze:
         raise AnalyzeRefused(f"EXPLAIN ANALYZE is not supported on {connection.vendor}.")
     notes = []
-    with transaction.atomic(using=alias):
-        connection.set_rollback(True)
-        cursor = connection.create_cursor()
+    connection.ensure_connection()
+    if kind == "select":
+        # A SELECT can call a function that writes: run it where the database refuses
+        # writes (``Vendor.session``), rolled back whatever happens.
         try:
-            if kind != "select" and connection.vendor == "mysql":
-                _require_transactional_tables(vendor, cursor, sql)
-            t0 = time.perf_counter()
-            plan = vendor.analyze(connection, cursor, sql, params, timeout_ms)
-            elapsed = (time.perf_counter() - t0) * 1000
-        finally:
-            cursor.close()
+            with vendor.session(connection, timeout_ms) as run:
+                t0 = time.perf_counter()
+                plan = run(lambda cur: vendor.analyze(connection, cur, sql, params, timeout_ms))
+                elapsed = (time.perf_counter() - t0) * 1000
+        except NotExplained as exc:
+            raise AnalyzeRefused(f"Not analysed: {exc}.") from exc
+        except Exception as exc:
+            if vendor.refused_write(exc):
+                raise AnalyzeRefused(f"Not analysed: {WRITES_REFUSED}.") from exc
+            raise
+    else:
+        with transaction.atomic(using=alias):
             connection.set_rollback(True)
+            cursor = connection.create_cursor()
+            try:
+                if connection.vendor == "mysql":
+                    _require_transactional_tables(vendor, cursor, sql)
+                counters = vendor.counters(cursor, sql)
+                t0 = time.perf_counter()
+                plan = vendor.analyze(connection, cursor, sql, params, timeout_ms)
+                elapsed = (time.perf_counter() - t0) * 1000
+            finally:
+                cursor.close()
+                connection.set_rollback(True)
     if kind != "select":
         notes.append(
             "The statement ran inside a transaction that was rolled back: no row was changed."
         )
-        if kind == "insert":
+        if counters:
             notes.append(
-                "Sequences / AUTO_INCREMENT counters are not transactional and may have advanced."
+                f"Not rolled back ({connection.vendor} counters are not transactional): "
+                f"{', '.join(counters)} may have advanced."
             )
     return {
         "plan": number_nodes(plan.to_json()),

@@ -24,6 +24,8 @@ Finding the request's statements, on WSGI and ASGI alike:
   bypasses Django's ``CursorWrapper``, so execute wrappers, ``connection.queries`` /
   ``assertNumQueries`` and the toolbar's SQL panel (which patches ``connection.cursor``)
   never see them.
+* Every panel statement runs where the database refuses writes, and is rolled back
+  (``Vendor.session``): a write it attempts shows as :data:`WRITES_REFUSED`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ from typing import Any
 from django.db import connections
 from django.db.backends.signals import connection_created
 
+from ..blame import PROJECT as PROJECT_BLAME
+from ..blame import SCOPE as SCOPE_BLAME
+from ..blame import SUSPENDABLE, blame
+from ..conf import get_config
+from .findings import match_count_cap, plan_findings, without_limit
 from .params import encode_params, params_rebuildable
 from .plans import FULL_SCAN, PlanNode, number_nodes
 from .record import ExplainRecord, ShapeRecord
@@ -51,6 +58,7 @@ from .sites import (
     ASGI_BOUNDARY,
     Hint,
     Site,
+    classify,
     make_hint,
     site_json,
     site_of,
@@ -58,7 +66,11 @@ from .sites import (
     task_issuer,
     walk,
 )
-from .vendors import Vendor, vendor_for
+from .sites import PROJECT as SITE_PROJECT
+from .vendors import PostgreSQL, Vendor, vendor_for
+from .vendors.base import WRITES_REFUSED, NotExplained
+from .vendors.mysql import current_database
+from .verify import parse_ddl, verify
 
 # --- the dispatcher -------------------------------------------------------------------------
 
@@ -175,6 +187,13 @@ class Shape:
     explained: bool = False  # an EXPLAIN was attempted (plan or plan_error set)
     explain_ms: float | None = None
     table_rows: dict[str, list[Any]] = field(default_factory=dict)
+    #: The schema search path in force when the first instance ran (PostgreSQL), if known.
+    schema: str | None = None
+    #: CREATE INDEX suggestion -> what the planner said of it (:mod:`.verify`).
+    index_checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``[rows matching, cap]``: how many rows a LIMIT-ed, filtered scan's statement
+    #: returns without its LIMIT, counted up to ``cap`` (see ``findings.match_count_cap``).
+    limit_matches: list[int] | None = None
 
 
 @dataclass
@@ -193,6 +212,10 @@ _BASE = 2
 MAX_HINTS = 4
 
 
+def _is_project_code(code: Any) -> bool:
+    return classify(code) == SITE_PROJECT
+
+
 class CaptureSession:
     """One request's statements on every alias (or on ``aliases``)."""
 
@@ -202,11 +225,15 @@ class CaptureSession:
         *,
         max_shapes: int = 50,
         size_cap: int = 1_000_000,
+        timeout_ms: int = 5_000,
+        verify_indexes: bool = True,
     ) -> None:
         self.aliases = list(aliases if aliases is not None else connections)
         self._alias_set = frozenset(self.aliases)
         self.max_shapes = max_shapes
         self.size_cap = size_cap
+        self.timeout_ms = timeout_ms
+        self.verify_indexes = verify_indexes
         self.shapes: dict[tuple[str, str], Shape] = {}
         self.vendors: dict[str, str] = {}
         self.statements = 0
@@ -323,11 +350,14 @@ class CaptureSession:
             self.shapes[key] = shape
             if alias not in self.vendors:
                 self.vendors[alias] = conn.vendor
+            if not failed:
+                shape.schema = _schema(conn)
         elif shape.count == shape.errors and not failed:
             # Every earlier instance failed: keep this one, which ran, for the EXPLAIN.
             shape.sql = sql
             shape.params = params[0] if many and params else params
             shape.connection = conn
+            shape.schema = _schema(conn)
         shape.count += 1
         shape.total_s += elapsed
         if elapsed > shape.max_s:
@@ -371,7 +401,17 @@ class CaptureSession:
         remembers where it ended as a hint for the next statement of the shape."""
         hints = shape.hints
         frame = _getframe(_BASE + 1)
-        found, depth, project = walk(frame, ASGI_BOUNDARY if self.task is not None else None)
+        stop = ASGI_BOUNDARY if self.task is not None else None
+        blamed = blame(frame, _is_project_code, stop)  # the shared rule (..blame)
+        if blamed is not None and blamed.kind != PROJECT_BLAME:
+            if blamed.kind == SCOPE_BLAME and self.task is not None:
+                return site_of(task_issuer(self.task, self.loop_thread) or blamed.frame)
+            if blamed.depth and not blamed.frame.f_code.co_flags & SUSPENDABLE:
+                below = _getframe(_BASE + blamed.depth)
+                hints.insert(0, Hint(blamed.depth, blamed.frame, below.f_code, blamed.where, True))
+                del hints[MAX_HINTS:]
+            return blamed.where
+        found, depth, project = walk(frame, stop)
         if not project and self.task is not None:
             # ASGI, no project frame in this thread: the caller is an awaiting coroutine,
             # which moves from one await to the next; never remembered.
@@ -448,24 +488,102 @@ class CaptureSession:
             if note not in self.stats.notes:
                 self.stats.notes.append(note)
             return
-        with vendor.session(conn) as run:
+        plans: dict[str, PlanNode] = {}
+        with vendor.session(conn, self.timeout_ms) as run:
+            now = (
+                run(lambda cur: vendor.schema(conn, cur)) if any(s.schema for s in shapes) else None
+            )
             for shape in shapes:
-                t0 = time.perf_counter()
+                if shape.schema == now or (vendor.schema_is_database and now is None):
+                    shape.schema = None  # explained as it is: no change needed (or possible)
                 try:
-                    plan: PlanNode = run(partial(_explain, vendor, shape))
-                    self.stats.explains += 1
-                    self._attach_sizes(run, vendor, conn.alias, plan)
-                    shape.plan = number_nodes(plan.to_json())
-                except Exception as exc:
-                    self.stats.explains += 1
-                    shape.plan_error = f"{type(exc).__name__}: {exc}"[:1000]
-                shape.explain_ms = round((time.perf_counter() - t0) * 1000, 3)
-                shape.table_rows = {
-                    t: self._sizes[(conn.alias, t)]
-                    for t in _relations(shape.plan)
-                    if (conn.alias, t) in self._sizes
-                }
-                shape.connection = None
+                    self._explain_shape(run, vendor, conn.alias, shape, plans)
+                finally:
+                    if shape.schema is not None and vendor.schema_is_database and now:
+                        # ``USE`` lasts: back to the database the connection was on
+                        run(partial(vendor.use_schema, schema=now))
+        for shape in shapes:
+            if self.verify_indexes and shape.id in plans:
+                self._verify(conn, vendor, shape, plans[shape.id])
+            shape.connection = None
+
+    def _explain_shape(
+        self, run: Any, vendor: Vendor, alias: str, shape: Shape, plans: dict[str, PlanNode]
+    ) -> None:
+        """EXPLAIN one shape (under its own schema), with its table sizes and match count."""
+        # Sizes are per table in the schema/database the shape ran in.
+        scope = alias if shape.schema is None else f"{alias} {shape.schema}"
+        t0 = time.perf_counter()
+        try:
+            plan: PlanNode = run(partial(_explain, vendor, shape))
+            self.stats.explains += 1
+            self._attach_sizes(run, vendor, scope, plan)
+            shape.plan = number_nodes(plan.to_json())
+            plans[shape.id] = plan
+        except NotExplained as exc:
+            shape.skipped = str(exc)
+        except Exception as exc:
+            self.stats.explains += 1
+            if vendor.refused_write(exc):
+                shape.skipped = WRITES_REFUSED
+            else:
+                shape.plan_error = f"{type(exc).__name__}: {exc}"[:1000]
+        shape.explain_ms = round((time.perf_counter() - t0) * 1000, 3)
+        shape.table_rows = {
+            t: self._sizes[(scope, t)] for t in _relations(shape.plan) if (scope, t) in self._sizes
+        }
+        if shape.plan is not None:
+            self._count_matches(run, vendor, shape)
+
+    def _verify(self, conn: Any, vendor: Vendor, shape: Shape, plan: PlanNode) -> None:
+        """Ask the planner about each index the findings would suggest (:mod:`.verify`)."""
+        draft = {
+            "vendor": conn.vendor,
+            "sql": shape.sql,
+            "params": encode_params(shape.params),
+            "plan": shape.plan,
+            "table_rows": shape.table_rows,
+            "limit_matches": shape.limit_matches,
+        }
+        for finding in plan_findings(draft, get_config()["EXPLAIN"]):
+            ddl = finding.get("suggestion")
+            if not ddl or ddl in shape.index_checks:
+                continue
+            parsed = parse_ddl(ddl)
+            size = shape.table_rows.get(parsed[1]) if parsed else None
+            shape.index_checks[ddl] = verify(
+                vendor,
+                conn,
+                ddl,
+                partial(_explain, vendor, shape),
+                plan,
+                int(size[0]) if size and isinstance(size[0], int) else None,
+                self.timeout_ms,
+                shape.schema if vendor.schema_is_database else None,
+            )
+
+    def _count_matches(self, run: Any, vendor: Vendor, shape: Shape) -> None:
+        """For a full scan a LIMIT stops after a filter, count the rows that match (up to
+        the cap that decides the finding): the plan does not say how many rows it reads."""
+        draft = {
+            "vendor": vendor.name,
+            "sql": shape.sql,
+            "params": encode_params(shape.params),
+            "plan": shape.plan,
+        }
+        size = None
+        for rows in shape.table_rows.values():
+            size = rows[0] if isinstance(rows[0], int) else None
+        found = match_count_cap(draft, get_config()["EXPLAIN"], size)
+        sql = without_limit(shape.sql, found[1]) if found else None
+        if found is None or sql is None:
+            return
+        try:
+            matches = run(lambda cur: vendor.count_rows(cur, sql, shape.params, self.timeout_ms))
+        except Exception:  # not known: the finding says so
+            return
+        if matches is not None:
+            shape.limit_matches = [int(matches), found[1]]
 
     def _attach_sizes(self, run: Any, vendor: Vendor, alias: str, plan: PlanNode) -> None:
         """Table sizes for every fully scanned relation, looked up once per request."""
@@ -514,6 +632,8 @@ class CaptureSession:
                     "skipped": shape.skipped,
                     "explain_ms": shape.explain_ms,
                     "table_rows": shape.table_rows,
+                    "index_checks": shape.index_checks,
+                    "limit_matches": shape.limit_matches,
                 }
             )
             shape.params = None  # live objects are not kept past the request
@@ -533,7 +653,21 @@ class CaptureSession:
         }
 
 
+def _schema(conn: Any) -> str | None:
+    """The search path (PostgreSQL) or the current database (MariaDB/MySQL, which a view may
+    change with ``USE``) now. Runs under the session's lock, inside the dispatcher: it must
+    not go through Django's cursor (``vendor_for`` on MariaDB may query the server through
+    it, re-entering the dispatcher)."""
+    if conn.vendor == "postgresql":
+        return PostgreSQL().schema(conn)
+    if conn.vendor == "mysql":
+        return current_database(conn)
+    return None
+
+
 def _explain(vendor: Vendor, shape: Shape, cursor: Any) -> PlanNode:
+    if shape.schema is not None:  # the view changed it since: back to the statement's own
+        vendor.use_schema(cursor, shape.schema)
     return vendor.explain(cursor, shape.sql, shape.params)
 
 

@@ -11,8 +11,17 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .indexes import _model_for_table, order_columns, suggest_index, where_predicates
+from ..scope import short_path
+from .indexes import (
+    _model_for_table,
+    leading_wildcards,
+    order_columns,
+    suggest_index,
+    trigram_index,
+    where_predicates,
+)
 from .plans import FULL_SCAN, INDEX_SCAN, JOIN, SORT, TEMP, walk
+from .verify import NOT_VERIFIED
 
 HIGH = "high"
 MEDIUM = "medium"
@@ -69,37 +78,187 @@ def plan_findings(
             if size is not None:
                 scanned[rel] = size
             cols = where_predicates(sql, rel, params)
-            if not cols and _LIMIT.search(sql) and not _has_temp_sort(plan):
-                continue  # read in order and stopped by the LIMIT: only a few rows are read
-            early = _stops_early(node, parents, size)
-            if early is not None and early <= threshold:
-                continue  # the planner expects the LIMIT to stop the scan after `early` rows
-            if size is not None and size > threshold:
+            reads, how = rows_read(node, parents, plan, shape, size, bool(cols))
+            if reads is None or reads <= threshold:
+                continue
+            likes = leading_wildcards(sql, rel, params)
+            if likes and vendor == "postgresql":
+                fix: tuple[str, str | None] | None = trigram_index(rel, *likes[0])
+            elif likes:
+                fix = None
+            else:
                 fix = suggest_index(sql, rel, params, partial_ok)
-                what = "filter" if cols else "no usable index"
-                out.append(
-                    Finding(
-                        "full_scan",
-                        HIGH,
-                        f"Full scan of {rel} ({size:,} rows)",
-                        f"Every row of {rel} is read ({what}); the table has about {size:,} rows, "
-                        f"over the {threshold:,}-row threshold."
-                        + (
-                            " A partial index holds only the rows the constant filter keeps."
-                            if fix and " WHERE " in fix[0]
-                            else ""
-                        ),
-                        node.get("id"),
-                        fix[0] if fix else None,
-                        fix[1] if fix else None,
-                        {"rows": size, "source": (sizes.get(rel) or [None, None, ""])[2]},
-                    )
+            fix, checked = checked_fix(shape, fix)
+            if likes and fix is None and not checked:
+                checked = (
+                    " A LIKE whose pattern starts with % (icontains) cannot use a btree "
+                    "index: no index helps here (PostgreSQL's pg_trgm can)."
                 )
+            what = "filter" if cols else "no usable index"
+            whole = size is not None and reads >= size
+            if not whole:
+                read = f"About {reads:,} rows of {rel} are read ({what}; {how})"
+            elif how == UNKNOWN_EARLY:
+                read = f"Up to every row of {rel} is read ({what}; {how}); it has {size:,} rows"
+            else:
+                read = f"Every row of {rel} is read ({what}); the table has about {size:,} rows"
+            out.append(
+                Finding(
+                    "full_scan",
+                    HIGH,
+                    f"Full scan of {rel} ({size:,} rows)"
+                    if whole and size is not None
+                    else f"Full scan of {rel}: about {reads:,} rows read",
+                    read
+                    + f", over the {threshold:,}-row threshold."
+                    + (
+                        " A partial index holds only the rows the constant filter keeps."
+                        if fix and " WHERE " in fix[0]
+                        else ""
+                    )
+                    + checked,
+                    node.get("id"),
+                    fix[0] if fix else None,
+                    fix[1] if fix else None,
+                    {
+                        "rows": size if size is not None else reads,
+                        "rows_read": reads,
+                        "read_source": how,
+                        "source": (sizes.get(rel) or [None, None, ""])[2],
+                    },
+                )
+            )
     for node, _depth, parents in walk(plan):
         out.extend(_sort_finding(node, parents, plan, shape, scanned, threshold, partial_ok))
         out.extend(_loop_finding(node, parents, plan, scanned, loop_rows))
         out.extend(_removed_finding(node, shape, partial_ok))
     return [f.to_json() for f in out]
+
+
+UNKNOWN_EARLY = "the LIMIT may stop the scan earlier; how early is not known"
+
+
+def rows_read(
+    node: dict[str, Any],
+    parents: tuple[dict[str, Any], ...],
+    plan: dict[str, Any],
+    shape: dict[str, Any],
+    size: int | None,
+    filtered: bool,
+) -> tuple[int | None, str]:
+    """How many rows a full scan reads, and how that is known: a full scan matters for the
+    rows it reads, not for the size of its table (``ORDER BY pk LIMIT 50`` scans a big table
+    but stops after 50 rows). None when neither the plan nor the table size tells."""
+    actual = node.get("actual_rows")
+    if actual is not None:  # EXPLAIN ANALYZE: the rows kept plus those the filter removed
+        loops = node.get("loops") or 1
+        read = (float(actual) + float(node.get("rows_removed") or 0)) * float(loops)
+        return int(read), "measured by ANALYZE"
+    early = _stops_early(node, parents, size)
+    if early is not None:
+        return early, "the planner's estimate: the LIMIT stops the scan early"
+    sql = shape.get("sql") or ""
+    limit = final_limit(sql)
+    if limit is not None and not _has_temp_sort(plan):
+        if not filtered:  # read in order and stopped by the LIMIT
+            return (
+                limit if size is None else min(limit, size),
+                "read in order; the LIMIT stops the scan",
+            )
+        matches = shape.get("limit_matches")
+        if size is not None and matches:
+            return _limited_read(limit, size, int(matches[0]), int(matches[1]))
+        if size is not None:
+            return size, UNKNOWN_EARLY
+    if size is None:
+        return None, "table size unknown"
+    return size, "the whole table"
+
+
+def _limited_read(limit: int, size: int, matches: int, cap: int) -> tuple[int, str]:
+    """Rows a scan in order reads before ``limit`` of its ``matches`` (counted up to
+    ``cap``) are found, matches spread evenly (the assumption a planner makes)."""
+    if matches < limit:
+        return size, f"only {matches:,} rows match, fewer than the LIMIT takes"
+    read = min(size, -(-limit * size // matches))
+    if matches >= cap:
+        return read, (
+            f"at least {matches:,} of {size:,} rows match, so the LIMIT of {limit:,} "
+            f"stops the scan after about {read:,} rows or fewer"
+        )
+    return read, (
+        f"{matches:,} of {size:,} rows match, so the LIMIT of {limit:,} stops the scan "
+        f"after about {read:,} rows"
+    )
+
+
+_FINAL_LIMIT = re.compile(
+    r"\bLIMIT\s+(?P<limit>\d+)(?:\s+OFFSET\s+(?P<offset>\d+))?\s*$", re.IGNORECASE
+)
+
+
+def final_limit(sql: str) -> int | None:
+    """Rows the statement's own (last) LIMIT lets through, its OFFSET included."""
+    m = _FINAL_LIMIT.search(sql)
+    return int(m["limit"]) + int(m["offset"] or 0) if m else None
+
+
+def without_limit(sql: str, cap: int) -> str | None:
+    """``sql`` with its final LIMIT/OFFSET replaced by ``LIMIT cap``."""
+    m = _FINAL_LIMIT.search(sql)
+    return f"{sql[: m.start()]}LIMIT {int(cap)}" if m else None
+
+
+def match_count_cap(
+    shape: dict[str, Any], cfg: dict[str, Any], table_rows: int | None
+) -> tuple[str, int] | None:
+    """``(table, cap)`` when the shape's full scan is stopped by a LIMIT after a filter,
+    whose plan does not say how many rows it reads (SQLite, MariaDB/MySQL, whose estimate
+    assumes every row matches): counting the rows that match, up to ``cap``, tells
+    whether it reads more than ``FULL_SCAN_ROWS``. None when no count is needed."""
+    plan = shape.get("plan")
+    sql = shape.get("sql") or ""
+    limit = final_limit(sql)
+    threshold = int(cfg["FULL_SCAN_ROWS"])
+    if not plan or limit is None or table_rows is None or table_rows <= threshold:
+        return None
+    if shape.get("vendor") == "postgresql" or _has_temp_sort(plan):
+        return None
+    relations = {n["relation"] for n, _d, _p in walk(plan) if n.get("relation")}
+    scans = [n for n, _d, _p in walk(plan) if n.get("kind") == FULL_SCAN and n.get("relation")]
+    if len(relations) != 1 or not scans or scans[0].get("actual_rows") is not None:
+        return None
+    table = scans[0]["relation"]
+    if not where_predicates(sql, table, shape.get("params")):
+        return None
+    # reads <= threshold  <=>  limit * size / matches <= threshold
+    return table, max(limit, -(-limit * table_rows // threshold)) + 1
+
+
+def checked_fix(
+    shape: dict[str, Any], fix: tuple[str, str | None] | None
+) -> tuple[tuple[str, str | None] | None, str]:
+    """The suggestion as the planner judged it (``shape["index_checks"]``, made while the
+    request ran, see :mod:`.verify`), and a sentence saying so. A suggestion the planner
+    would not use, or that an existing index already provides, is dropped."""
+    checks = shape.get("index_checks")
+    if fix is None or checks is None:
+        return fix, ""
+    check = checks.get(fix[0])
+    if not check or check.get("used") is None:
+        why = (check or {}).get("why") or (check or {}).get("error")  # e.g. DDL refused
+        return fix, f" ({NOT_VERIFIED}{': ' + why if why else ''}.)"
+    if check.get("duplicate_of"):
+        return None, f" The index it needs exists already ({check['duplicate_of']})."
+    if not check["used"]:
+        return None, " No index suggested: the planner would not use the one that fits."
+    before, after = check.get("cost_before"), check.get("cost_after")
+    if before is not None and after is not None:
+        change = f"cost {before:,.1f} → {after:,.1f}"
+    else:
+        change = f"plan {', '.join(check.get('plan_before') or [])} → "
+        change += ", ".join(check.get("plan_after") or [])
+    return fix, f" Verified: the planner uses it ({check['method']}; {change})."
 
 
 def _stops_early(
@@ -119,9 +278,6 @@ def _stops_early(
         if parent.get("kind") != "other" or len(parent.get("children") or ()) > 1:
             return None  # a sort, join or aggregate consumes the whole scan
     return None
-
-
-_LIMIT = re.compile(r"\bLIMIT\b", re.IGNORECASE)
 
 
 def _has_temp_sort(plan: dict[str, Any]) -> bool:
@@ -172,9 +328,12 @@ def _sort_finding(
     if len(tables) == 1:
         cols = order_columns(shape.get("sql") or "", tables[0])
         if cols:
-            fix = suggest_index(shape.get("sql") or "", tables[0], None, False, True)
+            fix = suggest_index(
+                shape.get("sql") or "", tables[0], shape.get("params"), partial_ok, True
+            )
             if fix and not any(c.split()[0] in fix[0] for c in cols):
                 fix = None
+    fix, checked = checked_fix(shape, fix)
     detail = (
         f"{label}: about {rows:,} rows go through a temporary structure"
         if rows
@@ -186,7 +345,7 @@ def _sort_finding(
         ". An index in the ORDER BY / GROUP BY order lets the database read rows already sorted."
         if fix
         else "."
-    )
+    ) + checked
     return [
         Finding(
             "temp_sort",
@@ -272,6 +431,7 @@ def _removed_finding(
     fix = (
         suggest_index(shape.get("sql") or "", rel, shape.get("params"), partial_ok) if rel else None
     )
+    fix, checked = checked_fix(shape, fix)
     share = removed_total / (removed_total + kept) if removed_total + kept else 0
     return [
         Finding(
@@ -279,7 +439,7 @@ def _removed_finding(
             HIGH if node.get("kind") == INDEX_SCAN else MEDIUM,
             f"{share:.0%} of the rows read are discarded",
             f"{node.get('type')} on {rel} read {int(removed_total + kept):,} rows and "
-            f"discarded {int(removed_total):,} by a filter the index does not cover.",
+            f"discarded {int(removed_total):,} by a filter the index does not cover." + checked,
             node.get("id"),
             fix[0] if fix else None,
             fix[1] if fix else None,
@@ -300,7 +460,7 @@ def n_plus_one(shape: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any] | N
     lines = shape.get("lines") or []
     line = next((ln for ln in lines if ln.get("project")), lines[0] if lines else None)
     fix, orm = _relation_fix(sql, (line or {}).get("code") or "")
-    where = f" at {line['file']}:{line['line']}" if line else ""
+    where = f" at {short_path(line['file'])}:{line['line']}" if line else ""
     return Finding(
         "n_plus_one",
         HIGH,

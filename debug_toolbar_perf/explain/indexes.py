@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import sqlparse
@@ -31,8 +32,13 @@ class Predicate:
     constant: str | None = None  # the partial-index predicate, when it is a constant
 
 
+@lru_cache(maxsize=1024)
 def _clause(sql: str, keyword: str) -> tuple[str, int]:
-    """The top-level clause after ``keyword`` (WHERE / ORDER BY), with its offset."""
+    """The top-level clause after ``keyword`` (WHERE / ORDER BY), with its offset.
+
+    Cached per statement text: a page sends the same shapes on every request, and parsing
+    one with sqlparse costs about a millisecond (the sidebar's finding count needs it
+    while the request is still open)."""
     try:
         statement = sqlparse.parse(sql)[0]
     except Exception:
@@ -177,19 +183,24 @@ def suggest_index(
     """``(CREATE INDEX ..., Django Meta.indexes spelling)`` for a scan of ``table``."""
     preds = where_predicates(sql, table, params)
     order = order_columns(sql, table) if extra_order else []
-    constants = [p for p in preds if p.constant]
-    eq = [p.column for p in preds if p.op in ("=", "in") and not p.constant]
+    # A partial index only for a bare boolean or NULL test: a planner matches the index's
+    # WHERE to the query's by form, and SQLite never takes `WHERE "flag"` for a query's
+    # `"flag" = True` (Django 6.1 writes that): an equality leads a full index instead.
+    constants = [p for p in preds if p.constant and p.op != "="]
+    eq = [p.column for p in preds if p.op in ("=", "in")]
     rng = [p.column for p in preds if p.op == "range"]
     if not preds and not order:
         return None
     name_cols: list[str]
     where = None
+    # Equality, then sort, then range: an index read in order for each equality value, with
+    # the range checked in it (a range column before the sort column breaks the order).
     if constants and partial_ok:
-        cols = _dedupe(eq + rng + order) or ["id"]
+        cols = _dedupe(eq + order + rng) or ["id"]
         where = " AND ".join(_constant_sql(p) for p in constants)
         name_cols = [p.column for p in constants]
     else:
-        cols = _dedupe([p.column for p in constants] + eq + rng + order)
+        cols = _dedupe([p.column for p in constants] + eq + order + rng)
         name_cols = [c.split()[0] for c in cols]
     if not cols:
         return None
@@ -251,3 +262,55 @@ def _orm_index(table: str, cols: list[str], constants: list[Predicate], name: st
                 conds.append(f"Q({fname}={not (p.constant or '').startswith('NOT ')})")
         text += f", condition={' & '.join(conds)}"
     return f'{model.__name__}.Meta.indexes: {text}, name="{name[:30]}")'
+
+
+# --- LIKE with a leading wildcard ------------------------------------------------------------
+
+_LIKE = re.compile(
+    rf"(?P<upper>UPPER\(\s*)?{_REF}(?:::text)?\s*\)?\s+(?:I?LIKE)\s+(?:UPPER\()?\s*%s",
+    re.IGNORECASE,
+)
+
+
+def leading_wildcards(sql: str, table: str, params: Any) -> list[tuple[str, bool]]:
+    """``(column, upper)`` of each ``LIKE`` on ``table`` whose pattern starts with ``%``
+    (``icontains`` / ``contains`` / ``endswith``): no btree index can serve it. ``upper``:
+    Django wrote ``UPPER("t"."c"::text) LIKE UPPER(%s)`` (PostgreSQL's ``icontains``)."""
+    where, offset = _clause(sql, "WHERE")
+    out: list[tuple[str, bool]] = []
+    for m in _LIKE.finditer(where):
+        if (m["t1"] or m["t2"]) != table:
+            continue
+        value = _param_str(params, _param_index(sql, offset + m.end() - 2))
+        if value is not None and value.startswith("%"):
+            item = (m["c1"] or m["c2"], bool(m["upper"]))
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def _param_str(params: Any, index: int) -> str | None:
+    if not isinstance(params, list) or index >= len(params):
+        return None
+    item = params[index]
+    if isinstance(item, list) and len(item) == 2 and item[0] == "str":
+        return str(item[1])
+    return item if isinstance(item, str) else None
+
+
+def trigram_index(table: str, column: str, upper: bool) -> tuple[str, str | None]:
+    """PostgreSQL's ``pg_trgm`` GIN index for a leading-wildcard LIKE on ``column``, on the
+    very expression Django wrote (``UPPER(col::text)`` for ``icontains``)."""
+    name = f"{table}_{column}_trgm_idx"[:63]
+    expr = f"UPPER({_q(column)}::text)" if upper else _q(column)
+    ddl = f"CREATE INDEX {_q(name)} ON {_q(table)} USING gin ({expr} gin_trgm_ops)"
+    model = _model_for_table(table)
+    orm = None
+    if model is not None:
+        field = _field_name(model, column)
+        target = f'Upper("{field}")' if upper else f'"{field}"'
+        orm = (
+            f'{model.__name__}.Meta.indexes: GinIndex(OpClass({target}, name="gin_trgm_ops"), '
+            f'name="{name[:30]}")  # needs the pg_trgm extension (TrigramExtension)'
+        )
+    return ddl, orm

@@ -21,31 +21,39 @@ from typing import Any
 
 import sqlparse
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
 from ..base import PerfPanel
+from ..baseline import Comparison
 from ..conf import get_config
-from ..endpoints import ANALYZE_TEMPLATE, sign
+from ..endpoints import ANALYZE_TEMPLATE, sign_once
 from ..scope import ViewTarget
 from .analyze import AnalyzeRefused, run_analyze
 from .capture import CaptureSession, current_task, install
+from .diff import diff
 from .findings import plan_findings
 from .record import ExplainRecord
 from .report import ExplainReport, report
+from .vendors.base import WRITES_REFUSED
 
 
 class ExplainPanel(PerfPanel):
     title = "EXPLAIN"
+    nav_icon = "debug_toolbar_perf/img/explain.svg"  # type: ignore[assignment]  # DDT types it None
     template = "debug_toolbar_perf/panels/explain.html"
     extra_scripts = ("debug_toolbar_perf/js/explain.js",)
-    endpoints = ("perf_export", "perf_explain_analyze")
+    endpoints = ("perf_export", "perf_explain_analyze", "perf_csrf")
 
     def start(self, request: HttpRequest, target: ViewTarget) -> CaptureSession:
         cfg = get_config()["EXPLAIN"]
         session = CaptureSession(
-            max_shapes=int(cfg["MAX_SHAPES"]), size_cap=int(cfg["SIZE_COUNT_CAP"])
+            max_shapes=int(cfg["MAX_SHAPES"]),
+            size_cap=int(cfg["SIZE_COUNT_CAP"]),
+            timeout_ms=int(cfg["STATEMENT_TIMEOUT_MS"]),
+            verify_indexes=bool(cfg["VERIFY_INDEXES"]),
         )
         if self.asgi:
             # The executor thread's connections come in astart; until then (and if that
@@ -87,6 +95,9 @@ class ExplainPanel(PerfPanel):
     def make_report(self, record: dict[str, Any]) -> ExplainReport:
         return report(record, get_config()["EXPLAIN"])
 
+    def make_diff(self, record: dict[str, Any], base: dict[str, Any]) -> Comparison:
+        return diff(record, base, get_config()["EXPLAIN"])
+
     def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
         record = stats["record"]
         cfg = get_config()["EXPLAIN"]
@@ -102,10 +113,13 @@ class ExplainPanel(PerfPanel):
                 can
                 and shape.get("params_rebuildable", False)
                 and not shape.get("many")
+                and shape.get("skipped") != WRITES_REFUSED  # the database refused it already
                 and bool(request_id)
             )
             shape["signed"] = (
-                sign({"request_id": request_id, "panel_id": self.panel_id, "shape": shape["id"]})
+                sign_once(
+                    {"request_id": request_id, "panel_id": self.panel_id, "shape": shape["id"]}
+                )
                 if request_id
                 else ""
             )
@@ -115,6 +129,7 @@ class ExplainPanel(PerfPanel):
             "finding_count": found.finding_count,
             "explained": found.explained,
             "allow_writes": bool(cfg["ALLOW_ANALYZE_WRITES"]),
+            "csrf_header": settings.CSRF_HEADER_NAME.removeprefix("HTTP_").replace("_", "-"),
         }
 
     def subtitle(self, stats: dict[str, Any]) -> str:

@@ -213,7 +213,7 @@ def parse_mysql(raw: Any) -> PlanNode:
         if isinstance(data, (bytes, bytearray)):
             data = data.decode()
         if isinstance(data, str):
-            data = json.loads(data)
+            data = _loads_mysql(data)
         else:
             break
     if not isinstance(data, dict):
@@ -223,6 +223,43 @@ def parse_mysql(raw: Any) -> PlanNode:
     if "query_optimization" in data:
         root.extra["optimization time"] = f"{data['query_optimization'].get('r_total_time_ms')}"
     return root
+
+
+def _loads_mysql(text: str) -> Any:
+    """``json.loads``; when that fails, again on :func:`repair_mysql_json` of the text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return json.loads(repair_mysql_json(text), strict=False)
+
+
+def repair_mysql_json(text: str) -> str:
+    """MariaDB's JSON plans print SQL string constants as SQL, not as JSON: ``'O\\'Brien'``
+    (``\\'`` is no JSON escape), ``'dq"x'`` (an unescaped ``"`` ends the JSON string) and raw
+    tabs. Inside JSON strings, track the SQL literals: there ``"`` is escaped and ``\\'``
+    becomes ``'``. (Raw control characters are left to ``json.loads(strict=False)``.)"""
+    out: list[str] = []
+    in_json = in_sql = False
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if not in_json:
+            in_json = c == '"'
+            out.append(c)
+        elif c == "\\":
+            nxt = text[i + 1 : i + 2]
+            out.append("'" if nxt == "'" else c + nxt)
+            i += 2
+            continue
+        elif in_sql:
+            in_sql = c != "'"
+            out.append('\\"' if c == '"' else c)
+        else:
+            in_json = c != '"'
+            in_sql = c == "'"
+            out.append(c)
+        i += 1
+    return "".join(out)
 
 
 def _my_block(block: dict[str, Any], label: str) -> PlanNode:

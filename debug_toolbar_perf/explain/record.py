@@ -34,6 +34,8 @@ class ShapeRecord(TypedDict):
     skipped: str | None
     explain_ms: float | None
     table_rows: dict[str, list[Any]]  # table -> [rows, is_estimate, source]
+    index_checks: dict[str, dict[str, Any]]  # CREATE INDEX -> the planner's verdict (verify)
+    limit_matches: list[int] | None  # [rows matching, cap]: a LIMIT-ed filtered scan's reads
 
 
 class ExplainRecord(TypedDict):

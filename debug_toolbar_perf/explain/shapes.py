@@ -14,6 +14,8 @@ _LIST = re.compile(r"\bIN\s*\(\s*\?(?:\s*,\s*\?)*\s*\)", re.IGNORECASE)
 _ROW = r"\(\s*\?(?:\s*,\s*\?)*\s*\)"
 _VALUES = re.compile(rf"\bVALUES\s*{_ROW}(?:\s*,\s*{_ROW})*", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
+#: A DML verb opening a statement: after ``(`` (a CTE's body) or ``)`` (the main one).
+_DML = re.compile(r"[()]\s*(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 _CACHE_MAX = 4096
 #: SQL text -> (kind, shape id, normalised SQL), for SELECT/INSERT/UPDATE/DELETE only
 #: (savepoint statements carry unique names: caching them would only churn the cache).
@@ -40,11 +42,10 @@ def statement_kind(sql: str) -> str:
     if word in ("INSERT", "UPDATE", "DELETE", "REPLACE"):
         return "insert" if word == "REPLACE" else word.lower()
     if word == "WITH":
-        upper = sql.upper()
-        for verb in ("INSERT", "UPDATE", "DELETE"):
-            if re.search(rf"\)\s*{verb}\b", upper):
-                return verb.lower()
-        return "select"
+        # A data-modifying CTE (``WITH x AS (UPDATE ... RETURNING *) SELECT ...``) writes
+        # whatever the main statement is: the first DML verb, in the CTEs or after them.
+        found = _DML.search(_STRING.sub("''", sql))
+        return found.group(1).lower().replace("merge", "update") if found else "select"
     return "other"
 
 

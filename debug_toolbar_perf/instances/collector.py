@@ -19,6 +19,7 @@ from typing import Any
 
 from django.db.models import Model
 
+from ..blame import RENDER_ANNOTATED, TEMPLATE, Blame, blame, is_boundary
 from ..scope import is_project_file, on_project_paths_changed
 
 #: Frames kept for one captured stack (innermost first).
@@ -223,7 +224,8 @@ class Collector:
         memo = self.memo
         f: FrameType | None = start
         walked: list[FrameType] | None = None
-        key: tuple[CodeType, int] | None = None
+        key: tuple[Any, int] | None = None
+        blamed: Blame | None = None
         while f is not None:
             hit = memo.get(f)
             if hit is not None and hit[0] == f.f_lasti:
@@ -232,6 +234,15 @@ class Collector:
             code = f.f_code
             if _is_project_code(code):
                 key = (code, f.f_lasti)
+                break
+            if code is RENDER_ANNOTATED or is_boundary(code):
+                # A template node or the view's scope before any project frame: the shared
+                # rule (``blame``) decides; memoise only frames below the one it names.
+                blamed = blame(start, _is_project_code)
+                if blamed is not None:
+                    key = _blame_key(blamed)
+                    if walked:
+                        walked = walked[: _frames_below(walked, blamed.frame)]
                 break
             if not code.co_flags & _NOT_MEMOISED:
                 if walked is None:
@@ -250,7 +261,9 @@ class Collector:
         site_key = (sender, key[0], key[1])
         site = self.sites.get(site_key)
         if site is None:
-            site = self.sites[site_key] = _new_site(sender, start)
+            if blamed is None and not (isinstance(key[0], CodeType) and _is_project_code(key[0])):
+                blamed = blame(start, _is_project_code)  # a memo hit left by another model
+            site = self.sites[site_key] = _new_site(sender, start, blamed)
         return site
 
     def fail(self, exc: BaseException) -> None:
@@ -331,13 +344,33 @@ def _related_hint(frame: FrameType) -> dict[str, str] | None:
     return None
 
 
-def _new_site(sender: type, start: FrameType) -> Site:
+def _blame_key(blamed: Blame) -> tuple[Any, int]:
+    """A site's key: a code and instruction, or a template path and line."""
+    if blamed.kind == TEMPLATE:
+        return (blamed.where[0], blamed.where[1])
+    return (blamed.frame.f_code, blamed.frame.f_lasti)
+
+
+def _frames_below(walked: list[FrameType], frame: FrameType) -> int:
+    """How many of ``walked`` (innermost first) are below ``frame``."""
+    for i, w in enumerate(walked):
+        if w is frame:
+            return i
+    return len(walked)
+
+
+def _new_site(sender: type, start: FrameType, blamed: Blame | None = None) -> Site:
     stack: list[tuple[str, int, str]] = []
     project_index = None
     related = None
     f: FrameType | None = start
     while f is not None and len(stack) < MAX_STACK:
         code = f.f_code
+        if blamed is not None and f is blamed.frame:
+            project_index = len(stack)
+            stack.append(blamed.where)
+            f = f.f_back
+            continue
         stack.append((code.co_filename, f.f_lineno or 0, code.co_name))
         if project_index is None:
             if related is None:

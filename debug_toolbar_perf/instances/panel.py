@@ -14,10 +14,12 @@ from django.http import HttpRequest, HttpResponse
 
 from ..availability import PYMPLER, EngineProblem
 from ..base import PerfPanel
+from ..baseline import Comparison
 from ..conf import get_config
 from ..endpoints import signed_url
 from ..scope import ViewTarget
 from .collector import Collector
+from .diff import diff
 from .hook import Session
 from .record import InstancesRecord, build_record
 from .report import report
@@ -29,6 +31,7 @@ class ModelInstancesPanel(PerfPanel):
     """Counts per model, creation call sites, sizes and survivors of one request."""
 
     title = "Model instances"
+    nav_icon = "debug_toolbar_perf/img/instances.svg"  # type: ignore[assignment]  # DDT types it None
     template = "debug_toolbar_perf/panels/instances.html"
     extra_scripts = ("debug_toolbar_perf/js/instances.js",)
     endpoints = ("perf_export", "perf_instances_heap")
@@ -87,6 +90,9 @@ class ModelInstancesPanel(PerfPanel):
 
     def make_report(self, record: dict[str, Any]) -> dict[str, Any]:
         return report(record)
+
+    def make_diff(self, record: dict[str, Any], base: dict[str, Any]) -> Comparison:
+        return diff(record, base)
 
     def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
         ctx = dict(self.report(stats))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..scope import short_path
+
 #: What the project line did to the queryset, by the QuerySet method it called.
 EVALUATIONS = {
     "__bool__": ("a truth test (if queryset:)", "use .exists() (or .first() alone)"),
@@ -33,7 +35,7 @@ def shape(sql: str) -> str:
 
 def _where(site: dict[str, Any]) -> str:
     w = site.get("where") or {}
-    return f"{w.get('file', '?')}:{w.get('line', '?')} in {w.get('function', '?')}"
+    return f"{short_path(w.get('file') or '?')}:{w.get('line', '?')} in {w.get('function', '?')}"
 
 
 def findings(record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,9 +14,11 @@ from typing import Any, ClassVar
 from django.http import HttpRequest, HttpResponse
 
 from ..availability import MEMORY_PROFILER, PSUTIL, EngineProblem
-from ..base import ExportFile, PerfPanel
+from ..base import ExportFile, PerfPanel, router_follower
+from ..baseline import Comparison
 from ..conf import get_config
 from ..scope import ViewTarget, is_project_file
+from .diff import diff
 from .record import LineMemoryRecord
 
 
@@ -24,6 +26,7 @@ class LineMemoryPanel(PerfPanel):
     """memory_profiler's line-by-line table for the view's own code, per request."""
 
     title = "Line memory"
+    nav_icon = "debug_toolbar_perf/img/line_memory.svg"  # type: ignore[assignment]  # DDT types it None
     template = "debug_toolbar_perf/panels/line_memory.html"
     export_formats: ClassVar[tuple[tuple[str, str], ...]] = (("txt", "memory_profiler text"),)
 
@@ -60,6 +63,17 @@ class LineMemoryPanel(PerfPanel):
         )
         session.notes.extend(problems)
         session.memory_profiler = MEMORY_PROFILER.installed()
+        follower = router_follower(self.toolbar)
+        if follower is not None:  # the view is a router: trace the view it hands on to
+            why = f"handler, followed from {target.label.rsplit('.', 1)[-1]}"
+
+            def trace_handler(handler: ViewTarget) -> None:
+                if follower.handler_started:
+                    return  # already running: its lines cannot be traced from the start
+                for code in handler.codes:
+                    session.add_target(code, 0, why)
+
+            follower.on_found(trace_handler)
         self._sync_thread = False
         if self.asgi and sys.version_info < (3, 12):
             # sys.settrace reaches one thread. start() runs in the event loop's thread, which
@@ -119,6 +133,9 @@ class LineMemoryPanel(PerfPanel):
         from .report import report
 
         return report(record)
+
+    def make_diff(self, record: dict[str, Any], base: dict[str, Any]) -> Comparison:
+        return diff(record, base)
 
     def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
         return {"record": stats["record"], **self.report(stats).table}

@@ -69,6 +69,12 @@ class LineMemoryRecord(TypedDict, total=False):
     suspensions: int
     suspensions_shared: int
     shared_intervals: int
+    gc_bytes: int
+    gc_runs: int
+    quiet_overlaps: int
+    other_threads: dict[str, int]
+    lines_bytes: int
+    lines_shared_bytes: int
     own_threads: list[str]
     follow_depth: int
     wall_ms: float
@@ -127,6 +133,12 @@ def build_record(session: LineMemorySession) -> LineMemoryRecord:
         "suspensions": session.suspensions,
         "suspensions_shared": session.suspensions_shared,
         "shared_intervals": session.shared_intervals,
+        "gc_bytes": session.gc_bytes,
+        "quiet_overlaps": session.quiet_overlaps,
+        "other_threads": dict(session.other_threads),
+        "lines_bytes": session.lines_bytes,
+        "lines_shared_bytes": session.lines_shared_bytes,
+        "gc_runs": session.gc_runs,
         "own_threads": session.own_threads,
         "follow_depth": session.follow_depth,
         "wall_ms": round(session.wall_ns / 1e6, 3),

@@ -94,7 +94,9 @@ def analyse(record: dict[str, Any]) -> dict[str, Any]:
         for row in func["rows"]:
             row["hot"] = bool(row.get("ran") and row["inc"] >= threshold)
             row["negative"] = bool(row.get("ran") and row["inc"] <= -0.05)
-    shared_mib = sum(mib(r[4]) for f in record.get("functions") or [] for r in f["lines"])
+    lines_mib, shared_mib = _traced_totals(record)
+    net_mib = mib(int(record.get("end_bytes") or 0) - start)
+    gc_mib = mib(int(record.get("gc_bytes") or 0))
     return {
         "asgi_settrace_limit": asgi_settrace_limit(record),
         "functions": functions,
@@ -102,10 +104,27 @@ def analyse(record: dict[str, Any]) -> dict[str, Any]:
         "start_mib": mib(start),
         "end_mib": mib(int(record.get("end_bytes") or 0)),
         "peak_mib": mib(int(record.get("peak_bytes") or 0)),
-        "net_mib": mib(int(record.get("end_bytes") or 0) - start),
+        "net_mib": net_mib,
         "peak_over_start_mib": mib(int(record.get("peak_bytes") or 0) - start),
+        # One source of numbers: the header's "Traced lines" is the table's Increment column
+        # summed (outermost calls), and the rest of the net change is said to be elsewhere.
+        "lines_mib": lines_mib,
         "shared_mib": shared_mib,
+        "gc_mib": gc_mib,
+        "outside_mib": net_mib - lines_mib - shared_mib - gc_mib,
     }
+
+
+def _traced_totals(record: dict[str, Any]) -> tuple[float, float]:
+    """(Increment, Others ran) summed over the lines, in MiB, each change counted once.
+
+    The session sums the outermost traced calls' lines (a traced caller's line already holds
+    what its traced callees changed); records stored before it did: depth-0 functions'.
+    """
+    if "lines_bytes" in record:
+        return mib(int(record["lines_bytes"])), mib(int(record.get("lines_shared_bytes") or 0))
+    rows = [r for f in record.get("functions") or [] if not f.get("depth") for r in f["lines"]]
+    return mib(sum(r[1] for r in rows)), mib(sum(r[4] for r in rows))
 
 
 def asgi_settrace_limit(record: dict[str, Any]) -> bool:

@@ -36,11 +36,16 @@ at entry, return, resume and after 16 unchanged events); if other threads used m
 Increment column were measured while nothing else ran.
 Limit: an allocation by another thread that costs it under 0.2 ms of CPU (e.g. a
 large calloc'd block under tracemalloc) is not detected.
+
+With the heap reading, a flagged interval is then checked against glibc's
+per-thread arenas: if the other threads kept (almost) nothing, the change is the line's;
+if they kept some, only their part is kept apart and they are named (``_others_allocated``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import os
 import threading
@@ -61,11 +66,16 @@ from .state import (
     _MEM,
     _NSHARED,
     _OCC,
+    _OUTER,
     _SHARED,
+    ARENA_READ_MAX_NS,
     CAP_LINE,
     CURRENT,
+    MAX_ARENA_CHECKS,
     MONITORING,
     OTHER_CPU_NS,
+    OTHERS_MIN_BYTES,
+    OTHERS_MIN_SHARE,
     OWN_THREADS,
     PENDING_CHANGES,
     WINDOW_MASK,
@@ -124,10 +134,37 @@ class LineMemorySession:
         self.own_threads: list[str] = []
         self._own_clocks: list[list[int]] = []
         self._x0 = 0
-        #: changes measured but not yet charged: [record, change, record, change, ...].
+        #: changes measured but not yet charged: [record, change, outer, record, ...].
         #: The CPU clocks that tell whether other threads ran are read once per
         #: ``PENDING_CHANGES`` changes (see ``_make_on_line``), which then share one verdict.
         self._pending: list[Any] = []
+        #: bytes freed (negative) or made by garbage collections during the request: a
+        #: collection frees garbage of any age, so it is kept out of the line it ran on
+        #: what the outermost traced calls' lines changed: Increment and "Others ran"
+        #: summed without counting a nested traced call twice (the header's total)
+        self.lines_bytes = 0
+        self.lines_shared_bytes = 0
+        #: heap reading: the request thread's glibc arena (None: CPU clocks alone decide
+        #: "others ran"), other arenas' bytes in use when last read, checks made
+        self._arena: int | None = None
+        self._ident = 0
+        self._others_base = 0
+        self._mmapped0 = 0
+        self._split: int | None = None
+        self._thread_cpu: dict[int, tuple[str, int]] = {}
+        self.arena_checks = 0
+        #: intervals where other threads used CPU but kept no memory: charged to the line
+        self.quiet_overlaps = 0
+        #: threads that used CPU and allocated while a change was kept apart: name -> times
+        self.other_threads: dict[str, int] = {}
+        self.gc_bytes = 0
+        self.gc_runs = 0
+        self._gc_start = 0
+        #: other arenas' bytes in use and big blocks when the running collection started
+        self._gc_others: int | None = None
+        self._gc_mmapped = 0
+        #: threads that ran traced code of this request (entered or resumed a frame)
+        self._threads: set[int] = set()
         self._tracer: Any = None
         self._token: Any = None
         self._stopped = False
@@ -142,6 +179,9 @@ class LineMemorySession:
         reaches the thread that calls it).
         """
         self.source = make_source(self.backend)
+        self.backend = self.source.name  # "heap" falls back to tracemalloc where it cannot run
+        if self.backend == "heap":
+            self._find_arena()
         self.notes.extend(self.source.notes)
         self._read = self.source.read
         self._find_own_threads()
@@ -152,6 +192,7 @@ class LineMemorySession:
         self.start_mem = self.peak = self._read()
         self._started_ns = time.perf_counter_ns()
         self._token = CURRENT.var.set(self)
+        gc.callbacks.append(self._on_gc)
         self._tracer = tracer  # set first: a fault in a callback must be able to stop it
         try:
             tracer.start(here)
@@ -194,6 +235,8 @@ class LineMemorySession:
         if self._stopped:
             return
         self._stopped = True
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._on_gc)
         try:
             if self._tracer is not None:
                 self._tracer.stop()
@@ -248,6 +291,75 @@ class LineMemorySession:
 
     # -- accounting (called from the tracers) ------------------------------------------------
 
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        """Keep what a garbage collection freed out of the line it happened to run on.
+
+        A collection frees unreachable cycles of any age (earlier requests' included) on
+        whichever line triggers it: open frames' baselines move by what it freed, so a
+        line shows the same on every reload; the total is shown apart. Only collections in
+        the threads that ran this request's traced code count.
+        """
+        # Callbacks are process-wide: another thread's collection can call this while (or
+        # after) stop() closes the source. A gc callback must never raise (Python prints
+        # "Exception ignored" on the server's stderr), and a stopped session reads nothing.
+        if self._stopped:
+            return
+        # A collection in a thread this request's code never ran in is another thread's
+        # doing, which "Others ran" already keeps apart; and while it runs (its callbacks and
+        # finalizers are Python code: the GIL moves) this request's own lines may allocate or
+        # free, which its readings would take for the collection's (seen in CI both ways).
+        if threading.get_ident() not in self._threads:
+            return
+        try:
+            m = self._read()
+        except (OSError, ValueError):
+            return
+        if phase == "start":
+            self._gc_start = m
+            if self._arena is not None:
+                from .heap import LAST_MMAPPED
+
+                self._gc_others, self._gc_mmapped = self._others_in_use(), LAST_MMAPPED[0]
+            return
+        if self._gc_others is not None:
+            # What the collection freed in other threads' arenas is not their doing: move
+            # their baseline, or the next window where they run names them (seen in CI: a
+            # collection on the request's line freed an earlier thread's garbage).
+            from .heap import LAST_MMAPPED
+
+            # (The request's own allocations are in its own arena, never in these figures,
+            # so the whole change is the collection's and its callbacks'.)
+            now = self._others_in_use()
+            if now is not None:
+                self._others_base += now - self._gc_others
+            self._mmapped0 += LAST_MMAPPED[0] - self._gc_mmapped
+            self._gc_others = None
+        d = m - self._gc_start
+        if m > self.peak:
+            self.peak = m
+        if d >= 0:  # a collection only frees: a rise is other threads' work meanwhile
+            return
+        self.gc_runs += 1
+        self.gc_bytes += d
+        for st in self.stack:
+            st[_MEM] += d
+        for st, _p, _x in self.suspended.values():
+            st[_MEM] += d
+
+    def _find_arena(self) -> None:
+        """The request thread's glibc arena and the others' bytes in use, to start with."""
+        from . import heap
+
+        arena = heap.own_arena()
+        started = time.perf_counter_ns()
+        now = heap.arenas()
+        if arena is None or now is None or time.perf_counter_ns() - started > ARENA_READ_MAX_NS:
+            return  # too slow to read per flagged interval: the CPU clocks alone decide
+        self._arena, self._ident = arena, threading.get_ident()
+        self._others_base = sum(used for nr, used in now.items() if nr != arena)
+        self._mmapped0 = heap.LAST_MMAPPED[0]
+        self._threads_that_ran()  # their clocks, to start with
+
     def _find_own_threads(self) -> None:
         getclock = getattr(time, "pthread_getcpuclockid", None)
         if getclock is None:
@@ -270,38 +382,136 @@ class LineMemorySession:
             total += entry[1]
         return total
 
-    def _settle(self) -> bool:
-        """Did other threads use CPU in the window (since the clocks were last read)?
+    def _settle(self, closing: int = 0) -> bool:
+        """Did other threads run in the window (since the clocks were last read)?
 
         Charges the changes deferred in that window by the verdict, and starts a new one.
+        With the heap reading, "ran" means used CPU *and* allocated (:meth:`_others_allocated`),
+        and ``self._split`` is then the other threads' part of the closing change (``closing``,
+        charged by the caller) when it is known (None: all of it may be theirs).
         """
         p, t = time.process_time_ns(), time.thread_time_ns()
         x = self._own_cpu() if self._own_clocks else 0
         others = (p - self._p0) - (t - self._t0) - (x - self._x0) > OTHER_CPU_NS
         self._p0, self._t0, self._x0 = p, t, x
         pending = self._pending
+        split = None
+        if self._arena is not None:
+            from .heap import LAST_MMAPPED
+
+            mmapped, self._mmapped0 = LAST_MMAPPED[0] - self._mmapped0, LAST_MMAPPED[0]
+            if others:
+                change = closing + sum(pending[1::3])
+                others, split = self._others_allocated(mmapped, change)
         if pending:
-            for i in range(0, len(pending), 2):
-                self._charge(pending[i], pending[i + 1], others)
+            for i in range(0, len(pending), 3):
+                self._charge(pending[i], pending[i + 1], others, pending[i + 2], split)
+                split = None  # the heap settles each change at once: one per window
             pending.clear()
+        self._split = split
         return others
 
-    def _charge(self, rec: list[int], d: int, others: bool) -> None:
-        if not d:
+    def _others_allocated(self, mmapped: int, change: int) -> tuple[bool, int | None]:
+        """Other threads used CPU in this window: did they allocate, and how much?
+
+        glibc gives each thread an arena: bytes in use in the arenas other than the
+        request thread's tell (``malloc_info``, 13 us; read here and around collections, at
+        most ``MAX_ARENA_CHECKS`` times). Returns (kept apart?, the other threads' part of the
+        window's ``change`` or None for all of it):
+
+        * they kept less than 64 KiB and a tenth of the change (Django's autoreloader
+          stat-ing files, an idle server thread waking up): the change is the line's;
+        * they kept more: that part is kept apart under "Others ran", the rest is the line's;
+        * big blocks (``mmapped``: mmapped one by one, in no arena) changed: their owner
+          cannot be told, so the whole change is kept apart.
+
+        Checked from the request's thread only (the one whose arena is known).
+        """
+        if threading.get_ident() != self._ident or self.arena_checks >= MAX_ARENA_CHECKS:
+            return True, None
+        others = self._others_in_use()
+        if others is None:
+            return True, None
+        allocated = others - self._others_base
+        self._others_base = others
+        ran = self._threads_that_ran()
+        kept = abs(allocated) >= max(OTHERS_MIN_BYTES, abs(change) * OTHERS_MIN_SHARE)
+        if not (mmapped or kept):
+            self.quiet_overlaps += 1
+            return False, None
+        for name in ran:
+            self.other_threads[name] = self.other_threads.get(name, 0) + 1
+        return True, (None if mmapped else allocated)
+
+    def _others_in_use(self) -> int | None:
+        """Bytes in use in the arenas other than the request thread's (one ``malloc_info``
+        read, counted against ``MAX_ARENA_CHECKS``), or None past that budget or unreadable."""
+        from . import heap
+
+        if self.arena_checks >= MAX_ARENA_CHECKS:
+            return None
+        self.arena_checks += 1
+        now = heap.arenas()
+        if now is None:
+            return None
+        return sum(used for nr, used in now.items() if nr != self._arena)
+
+    def _threads_that_ran(self) -> list[str]:
+        """Names of the other threads that used CPU since the last look (their own clocks),
+        and of those that ended meanwhile (they ran to end)."""
+        getclock = getattr(time, "pthread_getcpuclockid", None)
+        if getclock is None:
+            return []
+        ran = []
+        me = threading.get_ident()
+        seen = {}
+        for thread in threading.enumerate():
+            ident = thread.ident
+            if ident is None or ident == me or thread.name in OWN_THREADS:
+                continue
+            try:
+                cpu = time.clock_gettime_ns(getclock(ident))
+            except OSError:
+                continue
+            last = self._thread_cpu.get(ident)
+            if cpu - (last[1] if last else 0) > OTHER_CPU_NS:
+                ran.append(thread.name)
+            seen[ident] = (thread.name, cpu)
+        ran += [name for ident, (name, _cpu) in self._thread_cpu.items() if ident not in seen]
+        self._thread_cpu = seen
+        return ran
+
+    def _charge(
+        self, rec: list[int], d: int, others: bool, outer: bool, split: int | None = None
+    ) -> None:
+        """Charge change ``d`` to line record ``rec``: to Increment, or kept apart when
+        ``others`` ran (all of it, or only their part ``split`` when it is known)."""
+        if not d and split is None:
             return
         if others:
-            rec[_SHARED] += d
+            part = d if split is None else split
+            rec[_SHARED] += part
             rec[_NSHARED] += 1
             self.shared_intervals += 1
+            if outer:
+                self.lines_shared_bytes += part
+            if part != d:
+                rec[_INC] += d - part
+                if outer:
+                    self.lines_bytes += d - part
         else:
             rec[_INC] += d
+            if outer:
+                self.lines_bytes += d
 
     def _close(self, st: list[Any], m: int) -> None:
         """Charge frame-state ``st``'s current line the net change since it began."""
         rec = st[_LINES].get(st[_LINE])
         if rec is None:
             rec = st[_LINES][st[_LINE]] = [0, 0, 0, 0, 0]
-        self._charge(rec, m - st[_MEM], self._settle())
+        d = m - st[_MEM]
+        others = self._settle(d)
+        self._charge(rec, d, others, st[_OUTER], self._split)
         rec[_LAST] = m
         st[_MEM] = m
         if m > self.peak:
@@ -313,6 +523,7 @@ class LineMemorySession:
         if lines is None:
             lines = self.lines[code] = {}
         self.calls[code] = self.calls.get(code, 0) + 1
+        self._threads.add(threading.get_ident())
         self._settle()  # the caller's deferred changes, then a window for this frame
         m = self._read()
         if m > self.peak:
@@ -324,7 +535,7 @@ class LineMemorySession:
         rec[_OCC] += 1
         if self.capped:
             self.capped_calls += 1
-        st = [code, lines, line, m, self.depths.get(code, 0), frame]
+        st = [code, lines, line, m, self.depths.get(code, 0), frame, not self.stack]
         self.stack.append(st)
         return st
 
@@ -351,6 +562,7 @@ class LineMemorySession:
             self.enter(code, frame)  # started before tracing began: a fresh state
             return
         st, p_parked, x_parked = entry
+        self._threads.add(threading.get_ident())
         self._settle()  # what ran before this resumed (its consumer's lines), and a new window
         p, x = self._p0, self._x0
         m = self._read()
@@ -364,12 +576,13 @@ class LineMemorySession:
             others = (p - p_parked) - (x - x_parked) > OTHER_CPU_NS
             if others and m != st[_MEM]:
                 self.suspensions_shared += 1
-            self._charge(rec, m - st[_MEM], others)
+            self._charge(rec, m - st[_MEM], others, st[_OUTER])
             rec[_LAST] = m
         if m > self.peak:
             self.peak = m
         st[_MEM] = m
         st[_FRAME] = frame
+        st[_OUTER] = not self.stack  # a generator may be resumed by traced or other code
         self.stack.append(st)
 
     def line(self, st: list[Any], lineno: int) -> None:
@@ -388,7 +601,7 @@ class LineMemorySession:
         raw_read = self.source.raw
         value = self.source.value
         pending = self._pending
-        slots = 2 * PENDING_CHANGES.get(self.backend, 1)
+        slots = 3 * PENDING_CHANGES.get(self.backend, 1)
         settle = self._settle
         max_events = self.max_events
         last_raw: Any = None
@@ -416,6 +629,7 @@ class LineMemorySession:
                 # intervals. It can only flag more, never less.
                 pending.append(rec)
                 pending.append(d)
+                pending.append(st[6])  # _OUTER
                 if len(pending) >= slots:
                     settle()
                 st[3] = m

@@ -17,12 +17,22 @@ CAP_LINE = 0
 #: Another thread used more CPU than this during an interval: flag it (the two
 #: CPU clocks disagree by up to ~0.1 ms even with one thread, measured).
 OTHER_CPU_NS = 200_000
+#: Heap reading: other threads' arenas must change by this much, and by this share of the
+#: interval's change, for their part to be kept apart (glibc's per-thread cache leaves a few
+#: KiB of noise; a thread's working memory comes and goes).
+OTHERS_MIN_BYTES = 64 << 10
+OTHERS_MIN_SHARE = 0.10
+#: Arena checks (``malloc_info``, ~13-30 us each) per request; then the CPU clocks alone decide.
+MAX_ARENA_CHECKS = 500
+#: ... and none if one reading costs more than this (malloc_info walks every free block).
+ARENA_READ_MAX_NS = 200_000
 #: Lines without a memory change after which the 'did others run?' window restarts (2**k-1).
 WINDOW_MASK = 15
-#: Changes charged together, on one reading of the CPU clocks (RSS). Under tracemalloc
-#: nearly every line changes memory and the deferring's own list growth is traced: measured
-#: slower there (7.2 against 6.3 us per line on 3.11), so each change is settled at once.
-PENDING_CHANGES = {"rss": 4, "tracemalloc": 1}
+#: Changes charged together, on one reading of the CPU clocks (RSS). The heap reading settles
+#: each change at once, so that other threads' part of an interval is known per line. Under
+#: tracemalloc nearly every line changes memory and the deferring's own list growth is traced:
+#: measured slower there (7.2 against 6.3 us per line on 3.11), so each change is settled at once.
+PENDING_CHANGES = {"rss": 4, "heap": 1, "tracemalloc": 1}
 TOOL_NAME = "debug_toolbar_perf"
 #: Threads of this package whose CPU is not "another thread" for the isolation check: the
 #: sampling profiler's thread runs all through the request and allocates little.
@@ -39,8 +49,10 @@ MONITORING = sys.version_info >= (3, 12)
 CURRENT: RequestLocal[LineMemorySession] = RequestLocal("debug_toolbar_perf.line_memory")
 _current = CURRENT.var.get
 
-# frame-state slots (a list per active traced frame, kept on a stack)
-_CODE, _LINES, _LINE, _MEM, _DEPTH, _FRAME = range(6)
+# frame-state slots (a list per active traced frame, kept on a stack). _OUTER: no traced
+# frame was open beneath it, so its lines' changes are the request's traced total once
+# (a traced caller's line already includes what its traced callees' lines changed).
+_CODE, _LINES, _LINE, _MEM, _DEPTH, _FRAME, _OUTER = range(7)
 # per-line record slots
 _INC, _OCC, _LAST, _SHARED, _NSHARED = range(5)
 #: Code that can suspend: its frames yield and resume (generators, coroutines).

@@ -21,6 +21,12 @@ from ..store import stored_panel
 
 _LINK = re.compile(r"<link\b[^>]*rel=[\"']stylesheet[\"'][^>]*>", re.IGNORECASE)
 _FONT_FACE = re.compile(r"@font-face\s*{[^}]*}", re.IGNORECASE)
+#: The flame graph: its heading, data, search, library filter and zoom need the panel's script.
+_FLAME = re.compile(r"<h4>Flame graph\b.*?</noscript>\s*</div>", re.S)
+FLAME_NOTE = (
+    '<p class="djdt-perf-muted djdt-perf-page-flame">Flame graph: in the speedscope file next '
+    "to this page (the interactive one needs the toolbar's script).</p>"
+)
 STYLESHEETS = (
     "debug_toolbar/css/toolbar.css",
     "debug_toolbar_perf/css/perf.css",
@@ -58,7 +64,7 @@ def _panel_html(request_id: str, panel_id: str) -> tuple[str, str, str]:
     # Offline there is no server: without a request id the panels leave out the links and
     # buttons that would call back (downloads, EXPLAIN ANALYZE, heap summary).
     panel.toolbar.request_id = None
-    content = _LINK.sub("", panel.content)
+    content = _FLAME.sub(FLAME_NOTE, _LINK.sub("", panel.content))
     return str(panel.title), str(panel.nav_subtitle), content
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..budget import relpath
+from ..text import count
 
 WIDTH = 100
 TOP = 10
@@ -143,6 +144,10 @@ def line_memory(stats: Mapping[str, Any]) -> str:
         f"{ctx['peak_mib']:.1f} MiB (+{ctx['peak_over_start_mib']:.1f}) · end "
         f"{ctx['end_mib']:.1f} MiB (net {ctx['net_mib']:+.1f})"
     )
+    out.append(
+        f"  traced lines {ctx['lines_mib']:+.1f} MiB (the increments summed) · outside them "
+        f"{ctx['outside_mib']:+.1f} MiB"
+    )
     out += _wrap(f"traced: {traced}")
     if record.get("capped"):
         out += _wrap(
@@ -242,7 +247,7 @@ def explain(stats: Mapping[str, Any], *, shapes: int = 8) -> str:
     out += early or []
     vendors = ", ".join(sorted(set((record.get("vendors") or {}).values()))) or "?"
     out.append(
-        f"  {record.get('statements', 0):,} statements in {len(analysed)} shapes · "
+        f"  {count(record.get('statements', 0), 'statement')} in {count(len(analysed), 'shape')} · "
         f"{record.get('query_ms', 0):,.1f} ms in SQL · {vendors}"
     )
     for note in record.get("notes") or []:

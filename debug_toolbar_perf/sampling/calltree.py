@@ -60,6 +60,7 @@ class SamplingRecord(CallTree, total=False):
     scope: str
     root_label: str
     duration_ms: float
+    cpu_ms: float | None  # the request thread's CPU time (WSGI; None when followed)
     samples: Weight
     outside: Weight
     foreign: Weight

@@ -1,9 +1,11 @@
 """Which sampling engine runs: vmprof only where it is known to be safe, else the thread sampler.
 
 vmprof 0.6.0 segfaults on CPython 3.11 and 3.12 (a sample that lands while C code
-calls into Python reads an uninitialised frame pointer; see the field notes), so it
-is used only where :data:`VMPROF_SAFETY` says the installed release is safe on the
-running interpreter. Under gevent neither engine can tell one request from another.
+calls into Python reads an uninitialised frame pointer; see the field notes) and on
+3.13 (a sample that lands while a frame's data-stack chunk is being unmapped reads
+the freed frame), so it is used only where :data:`VMPROF_SAFETY` says the installed
+release is safe on the running interpreter. Under gevent neither engine can tell one
+request from another.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ VMPROF_EXTRA = VMPROF.fix
 
 #: (python major, minor) -> {vmprof version: True if safe, False if it crashes}.
 #: Filled from measurements (field notes: 0.6.0 crashed 11/12 and 12/12 runs on
-#: 3.11/3.12 and ran clean on 3.10 and 3.13). The rule, in :func:`vmprof_verdict`:
+#: 3.11/3.12 and ran clean on 3.10; on 3.13.0 it ran clean there but then crashed the
+#: newest nox session: tests/real_apps/test_scope.py died with SIGSEGV in 13 of 15 runs,
+#: the core in ``_vmprof_sample_stack`` -> ``unsafe_PyThreadState_GetInterpreterFrame``
+#: on a frame whose chunk ``_PyThreadState_PopFrame`` was unmapping; the thread sampler,
+#: which reads frames holding the GIL, never sees that window). The rule, in
+#: :func:`vmprof_verdict`:
 #:
 #: * an exact entry decides;
 #: * a release newer than every listed one is *presumed safe* if the newest listed
@@ -37,7 +44,7 @@ VMPROF_SAFETY: dict[tuple[int, int], dict[str, bool]] = {
     (3, 10): {"0.6.0": True},
     (3, 11): {"0.6.0": False},
     (3, 12): {"0.6.0": False},
-    (3, 13): {"0.6.0": True},
+    (3, 13): {"0.6.0": False},
 }
 
 

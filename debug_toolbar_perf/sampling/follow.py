@@ -65,33 +65,70 @@ class ViewInvocation:
     Under ASGI the view does not run in the thread that started the panel: a sync
     view runs in an asgiref executor thread, an async view on the event loop,
     interleaved with other requests' coroutines. A stack belongs to this request
-    only if it passes through a frame running the view's code whose arguments
-    hold this request. The verdict is cached per frame object, so ``f_locals`` is
-    read once per invocation; frames are held (frames cannot be weakly referenced
-    and an address may be reused) until the session stops, at most
-    :attr:`MAX_VERDICTS` of them.
-    """
+    only if it passes through a frame running the view's code that was called for
+    this request.
 
-    MAX_VERDICTS = 64
+    The sampler thread never reads such a frame's locals while it runs (on 3.13 that
+    is a FrameLocalsProxy over another thread's live fast locals). An async view's
+    frame is this request's if this request's sampling panel awaits it
+    (:attr:`anchor`, a frame of ours found by identity); else the verdict waits for
+    :meth:`decide`, after the request, when this request's call has returned.
+    """
 
     def __init__(self, request: Any, codes: tuple[CodeType, ...]) -> None:
         self.request = request
         self.codes = codes  # keeps the ids below valid
         self.code_ids = frozenset(id(c) for c in codes)
-        self._verdicts: dict[FrameType, bool] = {}
+        #: ASGI: the panel's own coroutine frame that awaits the rest of the chain.
+        self.anchor: FrameType | None = None
+        #: The code of every perf panel's such frame (an intact await chain holds one).
+        self.anchor_code: CodeType | None = None
 
-    def is_mine(self, frame: FrameType) -> bool:
-        verdict = self._verdicts.get(frame)
-        if verdict is None:
-            verdict = frame_serves(frame, self.request)
-            if len(self._verdicts) < self.MAX_VERDICTS:
-                self._verdicts[frame] = verdict
-        return verdict
+    def anchored(self, frame: FrameType) -> bool | None:
+        """An async view's ``frame``: True if :attr:`anchor` awaits it, False if another
+        request's panel does (the await chain is intact up to it, and ours is not in
+        it), None when no panel's frame is above it (decided by :meth:`decide`).
+        Reads only ``f_code`` and ``f_back``."""
+        anchor = self.anchor
+        if anchor is None or not frame.f_code.co_flags & inspect.CO_COROUTINE:
+            return None
+        other = False
+        f: FrameType | None = frame.f_back
+        while f is not None:
+            if f is anchor:
+                return True
+            if f.f_code is self.anchor_code:
+                other = True
+            f = f.f_back
+        return False if other else None
+
+    def decide(self, frames: list[FrameType], running: set[FrameType]) -> list[FrameType]:
+        """Which of ``frames`` (calls of the view) were this request's, after it.
+
+        Called once this request's view call has returned: a frame still on a thread's
+        stack (``running``) is another request's, decided without reading it; the others
+        have returned, or are coroutines suspended, and their locals are read here.
+        """
+        return [f for f in frames if f not in running and frame_serves(f, self.request)]
 
     def release(self) -> None:
-        """Drop every frame and the request (the session is over)."""
-        self._verdicts = {}
+        """Drop the frames and the request (the session is over)."""
+        self.anchor = None
         self.request = None
+
+
+def running_frames(wanted: set[FrameType]) -> set[FrameType]:
+    """Those of ``wanted`` on some thread's stack now (read: ``f_back`` only)."""
+    found: set[FrameType] = set()
+    if not wanted:
+        return found
+    for top in sys._current_frames().values():
+        f: FrameType | None = top
+        while f is not None:
+            if f in wanted:
+                found.add(f)
+            f = f.f_back
+    return found
 
 
 # --- one request's session ---------------------------------------------------------------

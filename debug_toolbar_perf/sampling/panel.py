@@ -15,15 +15,19 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
+from .. import baseline
 from ..availability import EngineProblem
-from ..base import ExportFile, PerfPanel
+from ..base import ExportFile, PerfPanel, router_follower
+from ..baseline import Comparison
 from ..conf import get_config
 from ..endpoints import safe_filename
-from ..scope import ViewTarget, is_project_file
+from ..scope import DEFERRED_NOTE, ViewTarget, deferred_render, is_project_file
 from . import calltree, choice, collapsed, speedscope, vmprof_engine
 from .calltree import SamplingRecord
+from .diff import diff
 from .follow import FOLLOW_MIDDLEWARE_NOTE, ViewInvocation
-from .report import SamplingReport, report
+from .merge import merge_records
+from .report import SamplingReport, headline, hot_functions, report
 from .session import SamplingSession, start_session
 
 
@@ -34,6 +38,7 @@ def is_async_view(target: ViewTarget) -> bool:
 
 class SamplingProfilerPanel(PerfPanel):
     title = "Sampling profiler"
+    nav_icon = "debug_toolbar_perf/img/sampling.svg"  # type: ignore[assignment]  # DDT types it None
     template = "debug_toolbar_perf/panels/sampling.html"
     extra_scripts = ("debug_toolbar_perf/js/sampling.js",)
     export_formats = (
@@ -63,6 +68,8 @@ class SamplingProfilerPanel(PerfPanel):
         ]
 
     def start(self, request: HttpRequest, target: ViewTarget) -> SamplingSession:
+        self._cpu0 = time.thread_time()  # the request thread's CPU time, for the Δ
+        self._cpu_ms: float | None = None
         config = get_config()
         cfg = config["SAMPLING"]
         name = str(getattr(self.toolbar, "request_id", "") or f"req{time.time_ns()}")
@@ -70,7 +77,7 @@ class SamplingProfilerPanel(PerfPanel):
         if follow_why is not None:
             # The view runs in another thread (an executor thread, an event loop) and maybe
             # among other requests: follow this request's view call wherever it runs.
-            follow = ViewInvocation(request, target.codes) if target.codes else None
+            follow = ViewInvocation(request, target.scope_codes) if target.codes else None
             session = start_session(
                 cfg["ENGINE"],
                 cfg["MODE"],
@@ -97,8 +104,25 @@ class SamplingProfilerPanel(PerfPanel):
             switch_ms=cfg["SWITCH_INTERVAL_MS"],
         )
 
+    async def astart(self, session: SamplingSession) -> None:
+        """Under ASGI, before the view: an async view's frame is this request's when this
+        panel's coroutine awaits it (found by identity, no locals read); see
+        :meth:`.ViewInvocation.anchored`."""
+        sampler = session.sampler
+        follow = getattr(sampler, "follow", None)
+        if follow is None:
+            return
+        anchor_code = PerfPanel._finish_async.__code__
+        frame: Any = sys._getframe(1)
+        while frame is not None and frame.f_code is not anchor_code:
+            frame = frame.f_back
+        follow.anchor_code = anchor_code
+        follow.anchor = frame
+
     def stop(self, session: SamplingSession) -> None:
         session.stop()
+        if not session.followed:  # a followed view ran in another thread: no CPU figure
+            self._cpu_ms = round((time.thread_time() - self._cpu0) * 1000.0, 3)
 
     def build_record(
         self, request: HttpRequest, response: HttpResponse, session: SamplingSession
@@ -106,7 +130,7 @@ class SamplingProfilerPanel(PerfPanel):
         raw = session.result()
         target: ViewTarget = self._target
         config = get_config()
-        codes = {(c.co_filename, c.co_firstlineno) for c in target.codes}
+        codes = {(c.co_filename, c.co_firstlineno) for c in target.scope_codes}
         record = calltree.make_record(
             raw,
             engine_reason=session.choice.reason,
@@ -122,6 +146,16 @@ class SamplingProfilerPanel(PerfPanel):
             busy=session.busy,
             followed=session.followed,
         )
+        follower = router_follower(self.toolbar)
+        if follower is not None and follower.found is not None:
+            record["notes"].append(
+                f"{target.label} handed the request to {follower.found.label}, "
+                "which did the work (followed)."
+            )
+        record["cpu_ms"] = getattr(self, "_cpu_ms", None)
+        rendered = deferred_render(response)
+        if rendered is not None and record["scope"] == "view":
+            record["notes"].append(DEFERRED_NOTE.format(template=rendered))
         record["method"] = request.method or "GET"
         record["path"] = request.path
         record["export_file"] = self._write_export(config["EXPORT_DIR"], record)
@@ -144,6 +178,39 @@ class SamplingProfilerPanel(PerfPanel):
     def make_report(self, record: SamplingRecord) -> SamplingReport:
         return report(record, int(get_config()["SAMPLING"]["MIN_SAMPLES"]))
 
+    def make_diff(self, record: SamplingRecord, base: SamplingRecord) -> Comparison:
+        return diff(record, base)
+
+    def merged(self, stats: dict[str, Any]) -> dict[str, Any] | None:
+        """The last ``SAMPLING.MERGE_LAST`` stored requests of this view merged into one
+        profile (None: no earlier request, or merging is off)."""
+        last = int(get_config()["SAMPLING"]["MERGE_LAST"])
+        request_id = getattr(self.toolbar, "request_id", None)
+        record = stats["record"]
+        if last < 2 or not request_id or record.get("not_sampled"):
+            return None
+        label = (stats.get("target") or {}).get("label", "")
+        earlier = baseline.same_view(
+            self.panel_id, label, record.get("method") or "GET", before=request_id
+        )
+        records = [record]
+        for entry in earlier:
+            if len(records) >= last:
+                break
+            other, _ = baseline.baseline_record(entry.request_id, self.panel_id)
+            if other and not other.get("not_sampled"):
+                records.append(other)
+        if len(records) < 2:
+            return None
+        merged = merge_records(records)
+        return {
+            "requests": len(records),
+            "samples": merged["samples"],
+            "duration_ms": merged["duration_ms"],
+            "hot_self": hot_functions(merged, "self", limit=10),
+            "record": merged,
+        }
+
     def get_context(self, stats: dict[str, Any]) -> dict[str, Any]:
         record = stats["record"]
         found: SamplingReport = self.report(stats)
@@ -162,6 +229,7 @@ class SamplingProfilerPanel(PerfPanel):
             "overhead_total": overhead_total,
             "overhead_pct": 100.0 * overhead_total / duration if duration else 0.0,
             "vmprof_extra": choice.VMPROF_EXTRA,
+            "merged": self.guard("merge", self.merged, stats),
             "tree": {
                 "functions": record.get("functions") or [],
                 "nodes": record.get("nodes") or [],
@@ -171,13 +239,15 @@ class SamplingProfilerPanel(PerfPanel):
         }
 
     def subtitle(self, stats: dict[str, Any]) -> str:
-        return str(self.report(stats).headline)
+        # The toolbar renders its sidebar during the request: the headline alone, not the
+        # whole report (hot lines, splits, own hooks), which the content computes later.
+        return headline(stats["record"])
 
     def export_links(self) -> list[dict[str, str]]:
         links = super().export_links()
         record = (self.get_stats() or {}).get("record") or {}
-        if record.get("not_sampled"):
-            return []
+        if record.get("not_sampled") or not record.get("samples"):
+            return []  # nothing to download: an empty profile is no profile
         if not record.get("raw_file"):
             links = [link for link in links if link["format"] != "vmprof"]
         return links

@@ -24,19 +24,30 @@ from .calltree import (
 
 # --- analysis of the stored record ------------------------------------------------------
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
 
 def _label(fn: list[Any]) -> str:
     return str(fn[FN_NAME])
 
 
-def hot_functions(record: SamplingRecord, by: str = "self", limit: int = 15) -> list[dict]:
-    """The hottest functions by ``self`` or ``total`` samples, with shares of the scope."""
+def hot_functions(
+    record: SamplingRecord, by: str = "self", limit: int = 15, package_dir: str = _PACKAGE_DIR
+) -> list[dict]:
+    """The hottest functions by ``self`` or ``total`` samples, with shares of the scope.
+
+    This package's hooks are left out, and so are the samples of what they call for
+    themselves (``realpath`` of a first-seen file, a stack walk): the panel shows them once,
+    as the toolbar's own overhead (:func:`own_hooks`), never as the user's hot spot.
+    """
     total = float(record.get("samples") or 0)
     functions = record.get("functions") or []
+    owned = _ownership(record, package_dir)
     rows = []
     for fi, self_w, total_w in record.get("hot") or []:
-        if not 0 <= fi < len(functions):
+        if not 0 <= fi < len(functions) or fi in owned.ours:
             continue
+        self_w = _w(self_w - owned.by_function.get(fi, 0.0))
         name, filename, first, project = functions[fi]
         rows.append(
             {
@@ -55,12 +66,21 @@ def hot_functions(record: SamplingRecord, by: str = "self", limit: int = 15) -> 
     return [r for r in rows if r[key] > 0][:limit]
 
 
-def hot_lines(record: SamplingRecord, limit: int = 10) -> list[dict[str, Any]]:
+def hot_lines(
+    record: SamplingRecord, limit: int = 10, package_dir: str = _PACKAGE_DIR
+) -> list[dict[str, Any]]:
+    """The hottest lines, without this package's hooks (a function partly run for a hook
+    keeps the user's share of its lines' samples)."""
     total = float(record.get("samples") or 0)
     functions = record.get("functions") or []
+    owned = _ownership(record, package_dir)
     out = []
-    for fi, line, weight in (record.get("lines") or [])[:limit]:
-        if 0 <= fi < len(functions):
+    for fi, line, weight in record.get("lines") or []:
+        if fi in owned.ours:
+            continue
+        if fi in owned.by_function and owned.self_of.get(fi):
+            weight = _w(weight * (1.0 - owned.by_function[fi] / owned.self_of[fi]))
+        if weight > 0 and 0 <= fi < len(functions):
             name, filename, _first, project = functions[fi]
             out.append(
                 {
@@ -72,7 +92,8 @@ def hot_lines(record: SamplingRecord, limit: int = 10) -> list[dict[str, Any]]:
                     "pct": 100.0 * weight / total if total else 0.0,
                 }
             )
-    return out
+    out.sort(key=lambda r: -r["self"])
+    return out[:limit]
 
 
 def project_split(record: SamplingRecord) -> dict[str, float]:
@@ -95,9 +116,6 @@ def project_split(record: SamplingRecord) -> dict[str, float]:
     }
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-
 def own_hooks(record: SamplingRecord, package_dir: str = _PACKAGE_DIR) -> dict[str, Any]:
     """Samples inside this package's own hooks that run in the view's thread.
 
@@ -108,6 +126,37 @@ def own_hooks(record: SamplingRecord, package_dir: str = _PACKAGE_DIR) -> dict[s
     ``psutil``); not when it is in the work a hook forwards to (the query that Explain's
     execute wrapper runs, the receivers that the instances hook passes ``post_init`` on to).
     """
+    owned = _ownership(record, package_dir)
+    nodes = record.get("nodes") or []
+    samples = float(record.get("samples") or 0) or float(nodes[0][NODE_TOTAL] if nodes else 0)
+    return {
+        "weight": _w(owned.weight),
+        "pct": 100.0 * owned.weight / samples if samples else 0.0,
+        "panels": [
+            {"panel": name, "pct": 100.0 * w / samples if samples else 0.0}
+            for name, w in sorted(owned.by_panel.items(), key=lambda kv: -kv[1])
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class _Owned:
+    """Which self samples of a record are this package's hooks' (see :func:`own_hooks`)."""
+
+    ours: frozenset[int]  # functions in this package
+    by_function: dict[int, float]  # self samples owned by a hook, per function
+    self_of: dict[int, float]  # all self samples, per function
+    by_panel: dict[str, float]
+    weight: float
+
+
+_last_owned: list[tuple[Any, str, _Owned]] = []
+
+
+def _ownership(record: SamplingRecord, package_dir: str = _PACKAGE_DIR) -> _Owned:
+    """Computed once per record (the headline, hot functions and lines all ask)."""
+    if _last_owned and _last_owned[0][0] is record and _last_owned[0][1] == package_dir:
+        return _last_owned[0][2]
     functions = record.get("functions") or []
     nodes = record.get("nodes") or []
     owner_of: list[str | None] = [
@@ -123,24 +172,26 @@ def own_hooks(record: SamplingRecord, package_dir: str = _PACKAGE_DIR) -> dict[s
     owner: list[str | None] = [None] * len(nodes)
     weight = 0.0
     by_panel: dict[str, float] = {}
+    by_function: dict[int, float] = {}
+    self_of: dict[int, float] = {}
     for i, (parent, fi, _total, self_w) in enumerate(nodes):
         if fi >= 0 and owner_of[fi]:
             owner[i] = owner_of[fi]
         elif parent >= 0 and owner[parent] and not forwarders[int(nodes[parent][NODE_FN])]:
             owner[i] = owner[parent]
+        if fi < 0 or not self_w:
+            continue
+        self_of[fi] = self_of.get(fi, 0.0) + self_w
         name = owner[i]
-        if name and self_w:
+        if name:
             weight += self_w
             by_panel[name] = by_panel.get(name, 0.0) + self_w
-    samples = float(record.get("samples") or 0) or float(nodes[0][NODE_TOTAL] if nodes else 0)
-    return {
-        "weight": _w(weight),
-        "pct": 100.0 * weight / samples if samples else 0.0,
-        "panels": [
-            {"panel": name, "pct": 100.0 * w / samples if samples else 0.0}
-            for name, w in sorted(by_panel.items(), key=lambda kv: -kv[1])
-        ],
-    }
+            by_function[fi] = by_function.get(fi, 0.0) + self_w
+    made = _Owned(
+        frozenset(i for i, o in enumerate(owner_of) if o), by_function, self_of, by_panel, weight
+    )
+    _last_owned[:] = [(record, package_dir, made)]
+    return made
 
 
 #: Hooks of ours that pass the user's work on (a query, other post_init receivers): what
@@ -215,6 +266,12 @@ def thinness(record: SamplingRecord, min_samples: int) -> dict[str, Any] | None:
         message = (
             f"No samples of this request's view: at each of the {record['away']:,.0f} ticks "
             "it was not running (awaiting, or other requests' code ran)."
+        )
+    elif samples == 0 and record.get("outside"):
+        message = (
+            f"No samples in the view's scope: all {record['outside']:,.0f} samples of this "
+            "request were taken outside the view and the rendering of its response "
+            "(middleware, or code the view's scope does not cover)."
         )
     elif samples == 0:
         message = (

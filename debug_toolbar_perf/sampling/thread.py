@@ -18,10 +18,50 @@ import time
 from types import CodeType, FrameType
 from typing import Any
 
-from .follow import ViewInvocation
+from django.template.base import NodeList, TextNode
+
+from ..blame import RENDER_ANNOTATED, template_where
+from .follow import ViewInvocation, running_frames
 from .raw import FrameKey, RawProfile, code_key
 
 # --- the thread sampler ------------------------------------------------------------------
+
+#: ``NodeList.render`` and (3.10/3.11) its list comprehension: between two template nodes.
+_NODELIST_RENDER: CodeType = NodeList.render.__code__
+_NODELIST_COMP: CodeType | None = next(
+    (c for c in _NODELIST_RENDER.co_consts if isinstance(c, CodeType)), None
+)
+#: Django's ``TextNode.render_annotated`` (its own, without the exception annotation): the
+#: text between two tags, part of the node around it.
+_TEXT_RENDER: CodeType | None = (
+    TextNode.render_annotated.__code__
+    if TextNode.render_annotated.__code__ is not RENDER_ANNOTATED
+    else None
+)
+#: Template plumbing that adds no node: its samples go to the node being rendered.
+_FOLDED = frozenset(id(c) for c in (_NODELIST_RENDER, _NODELIST_COMP, _TEXT_RENDER) if c)
+
+
+def _template_key(frame: FrameType) -> FrameKey:
+    """``("book_list.html:3 {{ book.author.name }}", path, 3)`` for a returned
+    ``Node.render_annotated`` frame; the plain function when its node cannot be read."""
+    try:
+        where = template_where(frame)
+    except Exception:
+        where = None
+    if where is None:
+        return code_key(frame.f_code)
+    path, line, label = where
+    return (f"{os.path.basename(path)}:{line} {label}", path, line)
+
+
+def _leaf_line(frame: FrameType) -> int:
+    """The sampled line; 0 in the template plumbing, whose node names its own line."""
+    code = frame.f_code
+    if id(code) in _FOLDED or code is RENDER_ANNOTATED:
+        return 0
+    return frame.f_lineno or 0
+
 
 #: Code flags of frames that can be suspended and resumed by another caller.
 _SUSPENDABLE = (
@@ -89,6 +129,8 @@ class _Hub:
 
     #: Seconds a parked sampler thread waits for another profiled request before exiting.
     LINGER_S = 30.0
+    #: Tick on a fixed schedule (False: one interval after the previous tick ended).
+    FIXED_SCHEDULE = True
 
     def __init__(self) -> None:
         self._reset()
@@ -126,12 +168,15 @@ class _Hub:
     def add(self, sampler: ThreadSampler) -> None:
         with self._mutex:
             was_idle = not self._sessions
+            shorter = not was_idle and sampler.interval_s < self._interval
             self._sessions = (*self._sessions, sampler)
             self._interval = min(s.interval_s for s in self._sessions)
             if self._thread is not None and not self._thread.is_alive():
                 self._thread = None  # died (it never should): start another
             if self._thread is not None:
-                if was_idle:  # wake the parked thread now rather than at its linger timeout
+                # Wake the parked thread now rather than at its linger timeout, and a thread
+                # sleeping out a longer session's interval rather than at its end.
+                if was_idle or shorter:
                     with contextlib.suppress(RuntimeError):  # already released, not yet taken
                         self._wake.release()
                 return
@@ -180,13 +225,29 @@ class _Hub:
         wake = self._wake
         current_frames = sys._current_frames
         perf_counter = time.perf_counter
+        due = perf_counter()
         while True:
             if self._sessions:
-                wake.acquire(True, self._interval)  # True when add() woke it early
+                # A fixed schedule: the next tick is due one interval after the last one was
+                # due, not after the last one ended (reading stacks and getting the GIL back
+                # took ~40% of each 2 ms interval: ~300 samples/s instead of ~500). Behind
+                # by more than an interval, it starts again from now rather than catch up.
+                interval = self._interval
+                due += interval
+                now = perf_counter()
+                if not self.FIXED_SCHEDULE or due > now + interval:
+                    # Also when the schedule was made for a longer interval (a session with a
+                    # long INTERVAL_MS just ended): start again from now, not 60 s from now.
+                    due = now + interval
+                elif due < now - interval:
+                    due = now
+                if wake.acquire(True, max(due - now, 0.0)):  # add() woke it: tick now
+                    due = perf_counter()
             else:
-                # Parked. Woken by add(), it samples at once: getting the GIL back
-                # already cost the request one switch, so that tick is not wasted.
+                # Parked. Woken by add(), it ticks at once (sessions already running take
+                # it; the new one takes its first tick one interval after its start).
                 woken = wake.acquire(True, self.LINGER_S)
+                due = perf_counter()
                 if not woken:
                     with mutex:
                         if self._generation == generation and not self._sessions:
@@ -196,10 +257,13 @@ class _Hub:
             with mutex:
                 if self._generation != generation:
                     return
-                sessions = self._sessions
+                t0 = perf_counter()
+                # A tick stands for the interval before it: a session takes none until one
+                # interval after its start (woken from parked, this tick comes at once; a
+                # 60 s INTERVAL_MS session of a 1 ms page got it, as 60 s of samples).
+                sessions = tuple(s for s in self._sessions if t0 >= s.first_due)
                 if not sessions:
                     continue
-                t0 = perf_counter()
                 try:
                     frames = current_frames()
                 except Exception as exc:  # never raise in a daemon thread: report it instead
@@ -221,6 +285,19 @@ class _Hub:
 
 HUB = _Hub()
 os.register_at_fork(after_in_child=HUB._reset)
+
+
+class _Call:
+    """One call of the followed view seen while sampling (ASGI), and its samples."""
+
+    __slots__ = ("counts", "idle", "mine", "threads", "ticks")
+
+    def __init__(self, mine: bool | None) -> None:
+        self.mine = mine  # None: decided after the request (ViewInvocation.decide)
+        self.counts: dict[tuple[int, int], int] = {}  # (leaf node, line) -> samples
+        self.ticks = 0
+        self.idle = 0  # CPU mode: ticks while its thread was off the CPU
+        self.threads: set[int] = set()
 
 
 class ThreadSampler:
@@ -247,6 +324,8 @@ class ThreadSampler:
     """
 
     engine = "thread"
+    #: ASGI: calls of the view held (with their frames) until the request is over.
+    MAX_CALLS = 64
 
     def __init__(
         self,
@@ -262,8 +341,11 @@ class ThreadSampler:
         self.mode = mode
         self.follow = follow
         self._counts: dict[tuple[int, int], int] = {}  # (leaf node, line) -> samples
-        self._child: dict[tuple[int, int], int] = {}  # (parent node, id(code)) -> node
-        self._node_code: list[CodeType] = []  # holds the codes, so their ids stay valid
+        #: (parent node, id(code) or a template node's frame) -> node
+        self._child: dict[tuple[int, Any], int] = {}
+        #: Holds the codes (ids stay valid) and the template nodes' frames until result().
+        self._node_code: list[CodeType | FrameType] = []
+        self._node_paths: dict[int, tuple[FrameKey, ...]] | None = None  # result()
         self._node_parent: list[int] = []
         self._prev: list[FrameType] = []  # root-first frames of the previous sample
         self._prev_nodes: list[int] = []
@@ -273,6 +355,9 @@ class ThreadSampler:
         #: ASGI: thread -> its innermost frame at the last tick the view was not on it.
         #: Held (frames cannot be weakly referenced) until stop, one frame per thread.
         self._elsewhere: dict[int, FrameType] = {}
+        self._calls: dict[FrameType, _Call] = {}  # ASGI: view call frame -> its samples
+        self._calls_dropped = 0
+        self._request_ticks = 0
         self.sampler_cpu_s = 0.0
         self.hold_s = 0.0  # time the sampler thread held the GIL reading stacks
         self.ticks = 0
@@ -282,6 +367,7 @@ class ThreadSampler:
         self._error: str | None = None
         self.done = False
         self.started = 0.0
+        self.first_due = 0.0  # the first tick this session takes (perf_counter)
         self.stopped = 0.0
         if mode == "cpu":
             if not hasattr(time, "pthread_getcpuclockid"):
@@ -294,6 +380,7 @@ class ThreadSampler:
         if self.switch_s is not None:
             _acquire_switch_interval(self.switch_s)
         self.started = time.perf_counter()
+        self.first_due = self.started + self.interval_s
         try:
             HUB.add(self)
         except BaseException:
@@ -325,8 +412,10 @@ class ThreadSampler:
         entry[1] = cpu
         return ran
 
-    def _node(self, parent: int, code: CodeType) -> int:
-        key = (parent, id(code))
+    def _node(self, parent: int, code: CodeType | FrameType) -> int:
+        # A code by id (hashing a code object hashes its constants); a template node's
+        # frame by identity (frames hash by identity), held until result() names it.
+        key = (parent, code if isinstance(code, FrameType) else id(code))
         node = self._child.get(key)
         if node is None:
             node = self._child[key] = len(self._node_code)
@@ -370,53 +459,89 @@ class ThreadSampler:
         stack = prev[: shared + 1]
         nodes = self._prev_nodes[: shared + 1]
         parent = nodes[-1] if nodes else -1
-        node_of = self._node
+        push = self._push
         for fr in reversed(new):
-            parent = node_of(parent, fr.f_code)
+            parent = push(parent, fr)
             pos[fr] = len(stack)
             stack.append(fr)
             nodes.append(parent)
         self._prev, self._prev_nodes = stack, nodes
-        self._count(parent, frame.f_lineno or 0)
+        self._count(parent, _leaf_line(frame))
+
+    def _push(self, parent: int, frame: FrameType) -> int:
+        """The node of ``frame`` under ``parent``: its code's, or for a template node being
+        rendered the frame itself, named ``book_list.html:3 {{ book.author.name }}`` by
+        :meth:`result`; ``NodeList.render`` (the tower between two template nodes) and a
+        text node's own ``render_annotated`` add no node.
+
+        The node being rendered is a local of the frame, and this runs in the sampler
+        thread: reading ``f_locals`` of another thread's running frame builds a view of
+        its live fast locals (3.13: a FrameLocalsProxy), so the sampler never reads them;
+        :meth:`result` does, once the frame has returned.
+        """
+        code = frame.f_code
+        if id(code) in _FOLDED:
+            return parent
+        if code is RENDER_ANNOTATED:
+            return self._node(parent, frame)
+        return self._node(parent, code)
 
     def _sample_request(self, frames: dict[int, FrameType], hub_ident: int) -> None:
+        """ASGI: every thread's stack through a call of the view, kept per call; which
+        calls were this request's is decided by :meth:`_keep_mine` (never by reading a
+        running frame's locals here)."""
         follow = self.follow
         assert follow is not None
         wanted = follow.code_ids
         elsewhere = self._elsewhere
+        calls = self._calls
+        self._request_ticks += 1
         for ident, frame in frames.items():
             if ident == hub_ident or elsewhere.get(ident) is frame:
                 continue  # same innermost frame as at a tick where the view was not there
-            codes = []
+            chain = []
+            call: _Call | None = None
             f: FrameType | None = frame
             while f is not None:
-                code = f.f_code
-                codes.append(code)
-                if id(code) in wanted and follow.is_mine(f):
-                    break
+                chain.append(f)
+                if id(f.f_code) in wanted:
+                    call = calls.get(f)
+                    if call is None:
+                        if len(calls) >= self.MAX_CALLS:
+                            self._calls_dropped += 1
+                            break
+                        call = calls[f] = _Call(follow.anchored(f))
+                    if call.mine is not False:
+                        break
+                    call = None  # another request's call of the view: look further up
                 f = f.f_back
-            else:
-                # A frame's callers never change while it runs: while this thread's
-                # innermost frame stays this one (an idle executor thread, the event
-                # loop waiting in select()), its stack cannot hold the view.
-                elsewhere[ident] = frame
+            if call is None:
+                if f is None:
+                    # A frame's callers never change while it runs: while this thread's
+                    # innermost frame stays this one (an idle executor thread, the event
+                    # loop waiting in select()), its stack cannot hold the view.
+                    elsewhere[ident] = frame
                 continue
-            # This request's view is on this thread's stack: one place at a time.
             if self.mode == "cpu":
                 try:
                     ran = self._ran(ident)
                 except OSError:
                     ran = False
                 if not ran:
-                    self._idle_ticks += 1
-                    return
-            self._threads_seen.add(ident)
+                    call.idle += 1
+                    if call.mine:
+                        return  # this request's call: one place at a time
+                    continue
+            call.threads.add(ident)
             node = -1
-            for code in reversed(codes):  # root-first from the view call
-                node = self._node(node, code)
-            self._count(node, frame.f_lineno or 0)
-            return
-        self._away_ticks += 1
+            for f in reversed(chain):  # root-first from the view call
+                node = self._push(node, f)
+            key = (node, _leaf_line(frame))
+            counts = call.counts
+            counts[key] = counts.get(key, 0) + 1
+            call.ticks += 1
+            if call.mine:
+                return  # this request's call: one place at a time
 
     def stop(self) -> None:
         if self.stopped:
@@ -433,18 +558,64 @@ class ThreadSampler:
             self._elsewhere = {}
             self._prev, self._prev_nodes, self._prev_pos = [], [], {}
             if self.follow is not None:
-                self.follow.release()
+                try:
+                    self._keep_mine()
+                finally:
+                    self.follow.release()
+
+    def _keep_mine(self) -> None:
+        """ASGI, once the view call has returned (the sampler no longer runs this
+        session): keep the samples of this request's calls of the view, drop the rest."""
+        follow = self.follow
+        assert follow is not None
+        calls, self._calls = self._calls, {}
+        undecided = [f for f, call in calls.items() if call.mine is None]
+        decided = set(follow.decide(undecided, running_frames(set(undecided))))
+        taken = 0
+        for frame, call in calls.items():
+            if call.mine or frame in decided:
+                for key, n in call.counts.items():
+                    self._counts[key] = self._counts.get(key, 0) + n
+                self._threads_seen |= call.threads
+                self._idle_ticks += call.idle
+                taken += call.ticks + call.idle
+        self._away_ticks = max(self._request_ticks - taken, 0)
+
+    def _paths(self) -> dict[int, tuple[FrameKey, ...]]:
+        """Root-first frame keys of each sampled leaf node and its callers; template
+        nodes' frames are named here, then let go.
+
+        Called after stop(), in a thread of the request: every template frame under a
+        sampled leaf is this thread's own or below this request's view call, which has
+        returned, so no running thread's locals are read (other requests' frames are
+        under no kept leaf, and are never read).
+        """
+        if self._node_paths is None:
+            codes, parents = self._node_code, self._node_parent
+            paths: dict[int, tuple[FrameKey, ...]] = {}
+
+            for leaf, _line in self._counts:
+                todo = []  # the leaf and its callers not named yet, innermost first
+                node = leaf
+                while node >= 0 and node not in paths:
+                    todo.append(node)
+                    node = parents[node]
+                above = paths[node] if node >= 0 else ()
+                for node in reversed(todo):
+                    code = codes[node]
+                    key = _template_key(code) if isinstance(code, FrameType) else code_key(code)
+                    above = paths[node] = (*above, key)
+            self._node_paths = paths
+            self._node_code = []  # the frames (and the nodes and contexts they hold)
+            self._child = {}
+        return self._node_paths
 
     def result(self) -> RawProfile:
         t0 = time.perf_counter()
         raw = RawProfile("thread", self.mode, self.interval_s * 1000.0)
         raw.switch_ms = self.switch_s * 1000.0 if self.switch_s is not None else None
         raw.duration_s = max((self.stopped or time.perf_counter()) - self.started, 0.0)
-        paths: list[tuple[FrameKey, ...]] = []  # node -> root-first frame keys
-        parents = self._node_parent
-        for node, code in enumerate(self._node_code):  # a parent is numbered before its child
-            parent = parents[node]
-            paths.append((*paths[parent], code_key(code)) if parent >= 0 else (code_key(code),))
+        paths = self._paths()
         stacks = raw.stacks
         for (node, line), n in self._counts.items():
             key = (paths[node], line)
@@ -452,6 +623,11 @@ class ThreadSampler:
         if self.follow is not None:
             raw.away_samples = float(self._away_ticks)
             raw.threads = len(self._threads_seen)
+            if self._calls_dropped:
+                raw.notes.append(
+                    f"{self._calls_dropped} samples in calls of the view beyond the first "
+                    f"{self.MAX_CALLS} seen (other requests' among them) were not kept."
+                )
         if self._error:
             raw.notes.append(f"The sampler thread stopped early: {self._error}")
         if self.mode == "cpu":

@@ -2,6 +2,7 @@
 to show the problems the panels find (``published`` for a full scan on a filter,
 ``popularity`` for a sort through a temporary B-tree / filesort)."""
 
+from django.conf import settings
 from django.db import models
 
 
@@ -26,6 +27,14 @@ class Product(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def shelf_label(self) -> str:
+        """Deliberately slow, and called from a template: the hot function of the catalogue
+        page, which runs while Django renders the view's TemplateResponse."""
+        checksum = 0
+        for i in range(15_000):  # a naive check digit over the name, recomputed per row
+            checksum = (checksum * 31 + ord(self.name[i % len(self.name)])) % 1_000_003
+        return f"{self.name[:12]}-{checksum % 97:02d}"
+
 
 class Review(models.Model):
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="reviews")
@@ -34,3 +43,23 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rating}/5 on {self.product_id}"
+
+
+class Order(models.Model):
+    """An order placed through the demo's JSON API (``POST /api/orders/``)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"order {self.pk} by {self.user_id}"
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT)
+    quantity = models.PositiveIntegerField()
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.product_id}"

@@ -15,6 +15,20 @@ REVIEWS = 20_000
 BATCH = 5_000
 
 
+#: The demo's user, for ``profile_request ... --user alice`` (no password: nobody logs in as her).
+DEMO_USER = "alice"
+
+
+def ensure_demo_user() -> None:
+    """Create the demo user if missing (also in databases seeded before she existed)."""
+    from django.contrib.auth import get_user_model
+
+    user, created = get_user_model().objects.get_or_create(username=DEMO_USER)
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+
+
 def is_seeded() -> bool:
     return Product.objects.exists()
 

@@ -25,7 +25,7 @@ def test_unindexed_page_shows_full_scan_and_partial_index(
     )
     assert panel.locator(".djdt-perf-plan-finding").count() >= 1  # highlighted on its node
     sidebar = page.locator("#djDebugToolbar a.ExplainPanel").inner_text()
-    assert "1 shape explained · 1 finding" in sidebar  # was "1 shapes explained · 1 findings"
+    assert "2 shapes explained · 1 finding" in sidebar  # was "2 shapes explained · 1 findings"
     screenshot(page, "explain-unindexed")
 
     # EXPLAIN ANALYZE on demand: signed shape id in, analysed plan out.

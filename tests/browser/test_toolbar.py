@@ -23,6 +23,7 @@ DEMO_PAGES = [
     "/products/fixed/",
     "/reviews/summary/",
     "/reviews/summary/fixed/",
+    "/products/catalogue/",
     "/products/published/",
     "/products/popular/",
 ]

@@ -23,6 +23,18 @@ def write(request: HttpRequest) -> HttpResponse:
     return HttpResponse("<html><body>written</body></html>")
 
 
+#: alias -> statements that call code that writes (set by tests/explain/test_read_only.py).
+ATTACKS: dict[str, list[str]] = {}
+
+
+def attack(request: HttpRequest, alias: str, n: int) -> HttpResponse:
+    """A view running one of those statements, as a user's raw SQL would."""
+    with connections[alias].cursor() as cur:
+        cur.execute(ATTACKS[alias][n])
+        rows = cur.fetchall()
+    return _page(f"{len(rows)} rows")
+
+
 def _page(text: str) -> HttpResponse:
     return HttpResponse(f"<html><body><p>{text}</p></body></html>")
 
@@ -100,6 +112,7 @@ async def raises(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("write/", write),
+    path("explain/attack/<str:alias>/<int:n>/", attack),
     path("explain/sync/", sync_view),
     path("explain/async/", async_view),
     path("explain/async-column/", async_column),

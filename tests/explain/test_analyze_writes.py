@@ -69,6 +69,15 @@ def test_analyze_of_writes_never_changes_data(alias: str, allow: bool) -> None:
     if allow:
         assert all(isinstance(o, dict) for o in outcomes.values()), outcomes
         assert outcomes["update"]["plan"]
+        # The counters no rollback undoes are named (SQLite's sqlite_sequence is rolled back).
+        named = {
+            "default": [],
+            "postgres": ["sequence shop_category_id_seq"],
+            "mariadb": ["AUTO_INCREMENT of shop_category.id"],
+        }[alias]
+        notes = " ".join(outcomes["insert"]["notes"])
+        assert all(name in notes for name in named), notes
+        assert ("may have advanced" in notes) == bool(named), notes
     else:
         assert all(isinstance(o, AnalyzeRefused) for o in outcomes.values())
     assert not connections[alias].in_atomic_block
@@ -140,3 +149,32 @@ def test_postgres_failing_explain_keeps_users_transaction_usable() -> None:
         assert conn.connection.info.transaction_status.name == "INTRANS"
         assert Product.objects.using("postgres").exists()  # still usable
         transaction.set_rollback(True, using="postgres")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("allow", [False, True], ids=["writes-refused", "writes-allowed"])
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_postgres_data_modifying_cte_is_a_write(allow: bool) -> None:
+    """``WITH x AS (UPDATE ... RETURNING ...) SELECT``: a write, whatever the main verb."""
+    seeded_small("postgres")
+    first = _first("postgres")
+
+    def cte() -> None:
+        with transaction.atomic(using="postgres"), connections["postgres"].cursor() as cur:
+            cur.execute(
+                "WITH x AS (UPDATE shop_product SET popularity = -7 WHERE id <= %s "
+                "RETURNING id) SELECT count(*) FROM x",
+                [first + 100],
+            )
+            transaction.set_rollback(True, using="postgres")
+
+    (shape,) = stored_shapes("postgres", cte)
+    assert shape["kind"] == "update" and shape["plan"] is None
+    before = snapshot("postgres")
+    if allow:
+        result = run_analyze(shape, allow_writes=True, timeout_ms=5000)
+        assert "rolled back" in " ".join(result["notes"])
+    else:
+        with pytest.raises(AnalyzeRefused, match="UPDATE"):
+            run_analyze(shape, allow_writes=False, timeout_ms=5000)
+    assert snapshot("postgres") == before

@@ -7,7 +7,6 @@ import contextvars
 import linecache
 import os
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -42,6 +41,15 @@ def test_statement_kind() -> None:
     assert statement_kind("  SELECT 1") == "select"
     assert statement_kind("WITH x AS (SELECT 1) SELECT * FROM x") == "select"
     assert statement_kind("WITH x AS (SELECT 1) UPDATE t SET a = 1") == "update"
+    # Data-modifying CTEs write whatever the main statement is.
+    assert statement_kind("WITH x AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM x") == (
+        "update"
+    )
+    assert statement_kind("with x as (\n  delete from t returning id) select 1") == "delete"
+    assert statement_kind("WITH x AS (INSERT INTO t VALUES (1) RETURNING *) SELECT 1") == ("insert")
+    # A verb inside a string, or a locking clause, is not DML.
+    assert statement_kind("WITH x AS (SELECT '(delete from t)' AS s) SELECT * FROM x") == ("select")
+    assert statement_kind("WITH x AS (SELECT 1 FROM t FOR UPDATE) SELECT * FROM x") == "select"
     assert statement_kind('INSERT INTO "t" VALUES (1)') == "insert"
     assert statement_kind('SAVEPOINT "s1"') == "other"
 
@@ -310,10 +318,11 @@ def test_async_caller_found_while_its_task_still_runs() -> None:
         session = CaptureSession(["default"])
         session.start(home={}, task=capture.current_task())
         query = Category.objects.filter(name="racing")
-        thread = threading.Thread(target=contextvars.copy_context().run, args=(list, query))
-        thread.start()
-        while thread.is_alive():
-            time.sleep(0.001)  # the running task's line
+        t = threading.Thread(target=contextvars.copy_context().run, args=(list, query))
+        # Started, joined and polled on one line: whenever the thread's query runs (under
+        # load it can run while the thread is still being started), the task is on it.
+        while (t.ident is None and t.start() is None) or t.join(0.001) or t.is_alive():
+            pass
         session.stop_capture()
         return session
 
@@ -324,5 +333,84 @@ def test_async_caller_found_while_its_task_still_runs() -> None:
     assert not session.stats.notes, session.stats.notes
     (shape,) = session.shapes.values()
     ((filename, line, function),) = shape.lines
-    assert function == "view" and "the running task's line" in linecache.getline(filename, line)
+    assert function == "view" and "t.is_alive()" in linecache.getline(filename, line)
     assert shape.plan and session.stats.early == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_postgres_statement_explained_under_its_own_search_path() -> None:
+    """A view switches ``search_path`` (a tenant), queries, switches back: the EXPLAIN at the
+    end of the view runs under the path the statement ran under, and leaves the current one."""
+    conn = connections["postgres"]
+    with conn.cursor() as cur:
+        cur.execute("DROP SCHEMA IF EXISTS djdt_tenant CASCADE")
+        cur.execute("CREATE SCHEMA djdt_tenant")
+        cur.execute("CREATE TABLE djdt_tenant.djdt_sp_t (id serial PRIMARY KEY, n int)")
+        cur.execute("SHOW search_path")
+        original = cur.fetchone()[0]
+    try:
+        session = CaptureSession(["postgres"])
+        session.start()
+        with conn.cursor() as cur:
+            cur.execute("SET search_path TO djdt_tenant")
+            cur.execute("SELECT * FROM djdt_sp_t WHERE n = %s", [1])
+            cur.execute(f"SET search_path TO {original}")
+        session.stop_capture()
+        session.explain_all(50, 1000)
+        (shape,) = session.shapes.values()
+        assert shape.plan_error is None and shape.plan, shape.plan_error
+        assert shape.plan["relation"] == "djdt_sp_t", shape.plan
+        with conn.cursor() as cur:
+            cur.execute("SHOW search_path")
+            assert cur.fetchone()[0] == original
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("DROP SCHEMA djdt_tenant CASCADE")
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_mariadb_statement_explained_under_the_database_it_used() -> None:
+    """A view ``USE``s another database, queries, switches back: the EXPLAIN at the end of
+    the view (its sizes and the duplicate-index check too) runs in the database the
+    statement ran in, and leaves the connection in its own."""
+    conn = connections["mariadb"]
+    with conn.cursor() as cur:
+        cur.execute("SELECT DATABASE()")
+        original = cur.fetchone()[0]
+        cur.execute("DROP DATABASE IF EXISTS djdt_perf_other")
+        cur.execute("CREATE DATABASE djdt_perf_other")
+        cur.execute(
+            "CREATE TABLE djdt_perf_other.djdt_use_t (id int PRIMARY KEY, n int, KEY by_n (n))"
+        )
+        cur.execute(
+            "INSERT INTO djdt_perf_other.djdt_use_t SELECT seq, seq % 100 FROM seq_1_to_20000"
+        )
+    try:
+        session = CaptureSession(["mariadb"])
+        session.start()
+        with conn.cursor() as cur:
+            cur.execute("USE djdt_perf_other")
+            cur.execute("SELECT * FROM djdt_use_t WHERE n = %s", [1])
+            cur.execute(f"USE `{original}`")
+        session.stop_capture()
+        session.explain_all(50, 1000)
+        (shape,) = session.shapes.values()
+        assert shape.schema == "djdt_perf_other"
+        assert shape.plan_error is None and shape.plan, shape.plan_error
+        (table,) = [n for n in _plan_nodes(shape.plan) if n.get("relation")]
+        assert table["relation"] == "djdt_use_t" and table["index"] == "by_n", shape.plan
+        with conn.cursor() as cur:
+            cur.execute("SELECT DATABASE()")
+            assert cur.fetchone()[0] == original  # the panel put the connection back
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"USE `{original}`")
+            cur.execute("DROP DATABASE djdt_perf_other")
+
+
+def _plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("children") or ():
+        yield from _plan_nodes(child)

@@ -10,8 +10,10 @@ ANALYZE endpoint must answer when served by ASGI too.
 from __future__ import annotations
 
 import html as html_lib
+import http.cookiejar
 import json
 import re
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -85,12 +87,32 @@ def test_every_shape_explained_under_concurrent_asgi_requests(server: str) -> No
 
 
 def test_analyze_endpoint_served_by_asgi(server: str) -> None:
-    html = _explain_html(server, "/products/published/")
-    match = re.search(r'data-signed="([^"]+)" data-url="([^"]+)"', html)
-    assert match, "no ANALYZE button"
-    signed, url = html_lib.unescape(match.group(1)), html_lib.unescape(match.group(2))
+    """As the browser does it: a CSRF token from the toolbar's endpoint, the signed value once."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(server + "/products/published/", timeout=60) as r:
+        match = re.search(rb'data-request-id="([0-9a-f]+)"', r.read())
+    assert match, "no toolbar"
+    html = panel_html(server, match.group(1).decode(), "ExplainPanel")
+    found = re.search(r'data-signed="([^"]+)" data-url="([^"]+)"', html)
+    assert found, "no ANALYZE button"
+    signed, url = html_lib.unescape(found.group(1)), html_lib.unescape(found.group(2))
+    with opener.open(server + "/__debug__/perf/csrf/", timeout=60) as r:
+        token = json.loads(r.read())["token"]
+    assert any(c.name == "csrftoken" for c in jar)  # set by the toolbar's endpoint
     data = urllib.parse.urlencode({"signed": signed}).encode()
-    with urllib.request.urlopen(urllib.request.Request(server + url, data), timeout=60) as r:
-        assert r.status == 200
-        content = json.loads(r.read())["content"]
+
+    def post(headers: dict[str, str]) -> tuple[int, bytes]:
+        request = urllib.request.Request(server + url, data, headers=headers)
+        try:
+            with opener.open(request, timeout=60) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    assert post({})[0] == 403  # no CSRF token
+    status, body = post({"X-CSRFToken": token})
+    assert status == 200, body
+    content = json.loads(body)["content"]
     assert "EXPLAIN ANALYZE" in content and "actual" in content
+    assert post({"X-CSRFToken": token})[0] == 410  # replayed

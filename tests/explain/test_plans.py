@@ -17,7 +17,11 @@ from debug_toolbar_perf.explain.plans import (
     parse_postgresql,
     parse_sqlite,
     parse_text,
+    repair_mysql_json,
 )
+from debug_toolbar_perf.explain.verify import compare
+from shop.models import Category
+from tests.explain.seed import alias_params, stored_shapes
 
 CFG = {"FULL_SCAN_ROWS": 10_000, "REPEATED_QUERY_THRESHOLD": 5, "NESTED_LOOP_ROWS": 1000}
 SQL_PUBLISHED = (
@@ -94,6 +98,75 @@ def test_postgresql_scan_stopped_early_by_limit() -> None:
     assert codes(plan_findings(shape(pg(limit), sql, {"shop_product": 100_000}), CFG)) == [
         "full_scan"
     ]
+
+
+SQLITE_SCAN = [(2, 0, 0, "SCAN shop_product")]
+
+
+@pytest.mark.parametrize(
+    "matches,expected,title",
+    [
+        ([501, 501], [], None),  # the cap was reached: at most 50 * 100k / 501 rows are read
+        ([2000, 2001], [], None),  # 2% match: about 2,500 rows read
+        ([300, 501], ["full_scan"], "Full scan of shop_product: about 16,667 rows read"),
+        ([10, 501], ["full_scan"], "Full scan of shop_product (100,000 rows)"),  # < LIMIT
+        (None, ["full_scan"], "Full scan of shop_product (100,000 rows)"),  # not counted
+    ],
+    ids=["cap-reached", "selective-enough", "rare", "fewer-than-limit", "unknown"],
+)
+def test_limited_scan_is_judged_by_the_rows_it_reads(
+    matches: list[int] | None, expected: list[str], title: str | None
+) -> None:
+    """An ``ORDER BY pk LIMIT 50`` after a filter scans a big table but stops early: the
+    finding depends on the rows it reads (from the rows that match), not the table size."""
+    found = plan_findings(
+        shape(
+            parse_sqlite(SQLITE_SCAN),
+            SQL_PUBLISHED + " LIMIT 50",
+            {"shop_product": 100_000},
+            vendor="sqlite",
+            limit_matches=matches,
+        ),
+        CFG,
+    )
+    assert codes(found) == expected
+    if title:
+        assert found[0]["title"] == title
+        read = 16_667 if "about" in title else 100_000
+        assert found[0]["evidence"]["rows_read"] == read
+    if matches is None and found:
+        assert "how early is not known" in found[0]["detail"]
+
+
+def test_limit_with_offset_counts_the_skipped_rows() -> None:
+    """OFFSET 950 LIMIT 50: 1,000 matching rows are read through (50,000 rows at 2%)."""
+    sql = SQL_PUBLISHED + " LIMIT 50 OFFSET 950"
+    found = plan_findings(
+        shape(
+            parse_sqlite(SQLITE_SCAN),
+            sql,
+            {"shop_product": 100_000},
+            vendor="sqlite",
+            limit_matches=[2000, 5001],
+        ),
+        CFG,
+    )
+    assert [f["evidence"]["rows_read"] for f in found] == [50_000]
+
+
+def test_analyze_counts_the_rows_read_not_the_table() -> None:
+    """EXPLAIN ANALYZE: rows kept plus rows removed by the filter, per loop."""
+    analysed = {**SEQ, "Actual Rows": 50, "Rows Removed by Filter": 2450, "Actual Loops": 1}
+    limit = {"Node Type": "Limit", "Total Cost": 50.0, "Plan Rows": 50, "Plans": [analysed]}
+    sizes = {"shop_product": 100_000}
+    sql = SQL_PUBLISHED + " LIMIT 50"
+    assert "full_scan" not in codes(plan_findings(shape(pg(limit), sql, sizes), CFG))
+    analysed["Rows Removed by Filter"] = 99_950
+    (found,) = [
+        f for f in plan_findings(shape(pg(limit), sql, sizes), CFG) if f["code"] == "full_scan"
+    ]
+    assert found["evidence"]["rows_read"] == 100_000
+    assert found["evidence"]["read_source"] == "measured by ANALYZE"
 
 
 def test_index_lookup_is_not_a_finding() -> None:
@@ -295,7 +368,10 @@ def test_predicates_and_order_columns() -> None:
     assert preds == {"b": "=", "c": "is null", "d": "not bool", "e": "range"}
     assert order_columns(sql, "t") == ["a DESC"]
     stmt, _ = suggest_index(sql, "t", [["bool", True], ["int", 3]], True)
-    assert stmt == ("CREATE INDEX t_b_c_d_idx ON t (e, a DESC) WHERE b AND c IS NULL AND NOT d")
+    # equality -> sort -> range: the range column after the sort column. `b = %s` (True) is
+    # an equality that leads the index, not a partial `WHERE b`: SQLite never matches the
+    # query's `b = True` (Django 6.1's spelling) to an index's `WHERE b`.
+    assert stmt == ("CREATE INDEX t_c_d_idx ON t (b, a DESC, e) WHERE c IS NULL AND NOT d")
 
 
 def test_n_plus_one_threshold() -> None:
@@ -304,3 +380,68 @@ def test_n_plus_one_threshold() -> None:
     assert n_plus_one({"kind": "select", "count": 4, "sql": sql, "lines": lines}, CFG) is None
     found = n_plus_one({"kind": "select", "count": 5, "sql": sql, "lines": lines}, CFG)
     assert found and 'select_related("category")' in found["orm"]
+
+
+NASTY = ["O'Brien", "a\\'b", "back\\slash\\", 'dq"x', "naïve ☃ 日本", "'; --", "\\\\'"]
+
+
+@pytest.mark.parametrize("alias", alias_params())
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_plans_parse_whatever_the_parameters(alias: str) -> None:
+    """Quotes, backslashes and unicode in a filter: MariaDB prints ``\\'`` in its JSON plan
+    (not valid JSON); every engine's plan must still parse."""
+    for value in NASTY:
+        (shape,) = stored_shapes(
+            alias,
+            lambda v=value: list(
+                Category.objects.using(alias).filter(name=v).exclude(name__contains=v)
+            ),
+        )
+        assert shape["plan"] and shape["plan_error"] is None, (value, shape["plan_error"])
+
+
+def test_mariadb_json_plan_is_repaired() -> None:
+    """What MariaDB 10.11 prints for string constants (copied from its output): ``\\'``, an
+    unescaped ``"``, an escaped backslash, ``\\n`` and a raw tab."""
+    condition = (
+        "lg.n > 1 and concat(lg.n,'') = 'dq\"x' and concat(lg.n,'a') = 'O\\'B' and "
+        "concat(lg.n,'b') = 'b\\\\s' and concat(lg.n,'c') = 'nl\\nx' and "
+        "concat(lg.n,'d') = 'tab\tx'"
+    )
+    text = (
+        '{"query_block": {"select_id": 1, "table": {"table_name": "lg", "access_type": "ALL",'
+        f' "attached_condition": "{condition}"}}}}}}'
+    )
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+    plan = parse_mysql(text)
+    (scan,) = plan.children
+    assert scan.kind == FULL_SCAN and scan.relation == "lg"
+    assert json.loads(repair_mysql_json(text), strict=False)["query_block"]["table"][
+        "attached_condition"
+    ] == condition.replace("\\'", "'").replace("\\\\", "\\").replace("\\n", "\n")
+
+
+def test_a_suggestion_the_planner_could_not_check_says_why() -> None:
+    """PostgreSQL refuses the rolled-back CREATE INDEX in a transaction that inserted rows
+    with deferred foreign keys: the suggestion is shown as not verified, with that reason."""
+    ddl = "CREATE INDEX shop_product_published_idx ON shop_product (id) WHERE published"
+    error = 'ObjectInUse: cannot CREATE INDEX "shop_product" because it has pending trigger events'
+    checks = {ddl: {"method": "not verified by the planner", "used": None, "error": error}}
+    (found,) = plan_findings(
+        shape(pg(SEQ), sizes={"shop_product": 100_000}, index_checks=checks), CFG
+    )
+    assert found["suggestion"] == ddl
+    assert f"(not verified by the planner: {error}.)" in found["detail"]
+
+
+def test_verified_plan_steps_name_each_index_once() -> None:
+    """SQLite's step text names its index; PostgreSQL's node type does not."""
+    before = parse_sqlite([(2, 0, 0, "SCAN shop_product")])
+    after = parse_sqlite([(2, 0, 0, "SCAN shop_product USING INDEX shop_product_published_idx")])
+    check = compare(before, after, "shop_product_published_idx", "m")
+    assert check["used"] is True
+    assert check["plan_before"] == ["SCAN shop_product"]
+    assert check["plan_after"] == ["SCAN shop_product USING INDEX shop_product_published_idx"]
+    pg_after = pg({"Node Type": "Index Scan", "Relation Name": "t", "Index Name": "t_idx"})
+    assert compare(pg(SEQ), pg_after, "t_idx", "m")["plan_after"] == ["Index Scan t_idx"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.db import connections
+from django.test.utils import CaptureQueriesContext
 
 from debug_toolbar_perf.conf import get_config
 from debug_toolbar_perf.explain.capture import CaptureSession
@@ -42,12 +43,21 @@ LABELLED = [
         lambda db: list(Product.objects.using(db).filter(published=True)),
         {key: ["full_scan"] for key in ALL},
     ),
-    # PostgreSQL expects the LIMIT to stop its scan after ~2,500 rows (2% match): not a
-    # finding there; SQLite gives no estimate and MariaDB walks the whole primary key.
+    # The LIMIT stops the scan after ~2,500 rows (2% match): no finding, though the table has
+    # 100k rows. PostgreSQL's planner says so; SQLite gives no estimate and MariaDB's assumes
+    # every row matches, so there the matching rows are counted (up to the cap that decides).
     (
-        "unindexed filter under a LIMIT (the demo page)",
+        "unindexed filter under a LIMIT, stopped early",
         lambda db: list(Product.objects.using(db).filter(published=True).order_by("pk")[:50]),
-        {"sqlite": ["full_scan"], "postgresql": [], "mysql": ["full_scan"]},
+        {key: [] for key in ALL},
+    ),
+    # Fewer rows match than the LIMIT takes: the scan under the LIMIT reads the whole table.
+    (
+        "unindexed filter under a LIMIT that matches almost nothing",
+        lambda db: list(
+            Product.objects.using(db).filter(published=True, popularity__lt=10).order_by("pk")[:50]
+        ),
+        {key: ["full_scan"] for key in ALL},
     ),
     (
         "primary key lookup",
@@ -112,6 +122,35 @@ def test_full_scan_suggests_an_index(seeded: list[str], alias: str) -> None:
             "CREATE INDEX shop_product_published_idx ON shop_product (id) WHERE published"
         )
         assert "condition=Q(published=True)" in finding["orm"]
+
+
+@pytest.mark.parametrize("alias", alias_params())
+@pytest.mark.django_db(databases="__all__")
+def test_a_limited_scan_is_judged_by_the_rows_it_reads(seeded: list[str], alias: str) -> None:
+    """The demo's ``filter(published=True).order_by("pk")[:50]`` on 100k rows reads ~2,500:
+    PostgreSQL's planner says so; elsewhere the rows that match are counted, only up to the
+    cap that decides (50 * rows / FULL_SCAN_ROWS + 1), by a statement the query log never
+    sees. When almost nothing matches, the same LIMIT-ed scan reads the whole table."""
+    qs = Product.objects.using(alias).filter(published=True).order_by("pk")
+    with CaptureQueriesContext(connections[alias]) as seen:
+        (early,) = explain(alias, lambda: list(qs[:50]))
+    assert len(seen) == 1
+    assert early["findings"] == []
+    size = early["table_rows"]["shop_product"][0]
+    if connections[alias].vendor == "postgresql":
+        assert early["limit_matches"] is None
+    else:
+        cap = -(-50 * size // 10_000) + 1
+        assert early["limit_matches"] == [cap, cap]
+
+    (rare,) = explain(alias, lambda: list(qs.filter(popularity__lt=10)[:50]))
+    (finding,) = rare["findings"]
+    assert finding["code"] == "full_scan"
+    assert finding["evidence"]["rows_read"] >= size
+    assert finding["title"] == f"Full scan of shop_product ({size:,} rows)"
+    if connections[alias].vendor != "postgresql":
+        assert rare["limit_matches"][0] < 50
+        assert "fewer than the LIMIT takes" in finding["evidence"]["read_source"]
 
 
 @pytest.mark.parametrize("alias", alias_params())

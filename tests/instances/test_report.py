@@ -73,3 +73,13 @@ def test_shape_strips_literals() -> None:
 
 def test_subtitle_empty() -> None:
     assert subtitle({"total": 0, "models": []}) == "0 instances"
+
+
+def test_finding_names_the_site_by_its_short_path() -> None:
+    from shop import views
+
+    built = site(20_000, "__bool__", [0])
+    built["where"] = {**built["where"], "file": views.__file__, "line": 231}
+    rec = record([{"label": "shop.Review", "count": 20_000, "sites": [built]}])
+    text = findings(rec)[1]["text"]
+    assert text.startswith("shop/views.py:231 in f built 20,000"), text  # not /…/demo/shop/…

@@ -13,6 +13,7 @@ from memory_profiler import profile as mp_profile
 
 from debug_toolbar_perf import profile_memory
 from shop import views as shop_views
+from shop.models import Category
 
 MIB = 1 << 20
 PAGE = "<html><body><p>{}</p></body></html>"
@@ -128,7 +129,23 @@ async def async_hog(request: HttpRequest) -> HttpResponse:
     return HttpResponse(PAGE.format("hog"))
 
 
+def categories(request: HttpRequest) -> HttpResponse:
+    """A few thousand model instances from the database, kept to the end of the view."""
+    rows = list(Category.objects.all())  # INSTANCES-LINE
+    return HttpResponse(PAGE.format(len(rows)))
+
+
+def reuse(request: HttpRequest) -> HttpResponse:
+    """Two lines allocating the same: the second reuses the memory the first freed."""
+    first = [str(i) * 3 for i in range(100_000)]  # REUSE-FIRST
+    del first
+    second = [str(i) * 3 for i in range(100_000)]  # REUSE-SECOND
+    return HttpResponse(PAGE.format(len(second)))
+
+
 urlpatterns = [
+    path("categories/", categories),
+    path("reuse/", reuse),
     path("sync-alloc/", sync_alloc),
     path("async-alloc/", async_alloc),
     path("async-waiter/", async_waiter),

@@ -68,6 +68,15 @@ def test_rows_follow_memory_profilers_table() -> None:
     assert ctx["net_mib"] == pytest.approx(10.0)
     assert ctx["peak_over_start_mib"] == pytest.approx(56.0)
     assert ctx["shared_mib"] == pytest.approx(3.0)
+    # Records stored before the session summed its lines: the depth-0 functions' rows.
+    assert ctx["lines_mib"] == pytest.approx(10.0)
+    assert ctx["outside_mib"] == pytest.approx(10.0 - 10.0 - 3.0)
+
+
+def test_totals_come_from_the_sessions_sums_when_stored() -> None:
+    ctx = analyse(record(lines_bytes=7 * MIB, lines_shared_bytes=MIB, gc_bytes=-MIB))
+    assert (ctx["lines_mib"], ctx["shared_mib"], ctx["gc_mib"]) == (7.0, 1.0, -1.0)
+    assert ctx["outside_mib"] == pytest.approx(10.0 - 7.0 - 1.0 + 1.0)
 
 
 def test_heaviest_lines_first_and_small_lines_not_hot() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import sys
 import threading
@@ -33,7 +34,7 @@ MIB = 1 << 20
 # Blocks under glibc's dynamic mmap threshold (up to 32 MiB) can reuse heap pages that are
 # already resident, so RSS shows 0.0 for them: tests of *attribution* use tracemalloc.
 BIG_MIB = 6_000_000 * 8 / MIB  # a list of 6M pointers: 45.8 MiB
-BACKENDS = ["rss", "tracemalloc"]
+BACKENDS = ["heap", "rss", "tracemalloc"]
 THIS_FILE = os.path.realpath(__file__)
 
 
@@ -145,6 +146,35 @@ def allocate_in_loop() -> list[bytearray]:
     return kept
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_collections_in_other_threads_never_raise_in_a_stopping_session(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gc callbacks are process-wide: a server thread's collection can run ours while the
+    request thread stops its session and closes the memory source. Nothing may be raised
+    there (Python would print "Exception ignored in ... _on_gc" on the server's stderr)."""
+    raised: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: raised.append(u.exc_value))
+    done = threading.Event()
+
+    def collect() -> None:
+        while not done.is_set():
+            gc.collect(0)
+
+    neighbour = threading.Thread(target=collect)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: widen the race
+    neighbour.start()
+    try:
+        for _ in range(1000):
+            run(lambda: [object() for _ in range(100)], backend=backend, quiet=False)
+    finally:
+        done.set()
+        neighbour.join()
+        sys.setswitchinterval(interval)
+    assert raised == []
+
+
 def test_a_line_in_a_loop_is_charged_every_iteration() -> None:
     record = run(allocate_in_loop, backend="tracemalloc")
     row = stats(record, "allocate_in_loop")[line_of(allocate_in_loop, "# LOOP")]
@@ -207,10 +237,12 @@ def test_recursion_keeps_one_state_per_frame(backend: str) -> None:
     alloc = rows[line_of(recurse, "# RECURSE-ALLOC")]
     call = rows[line_of(recurse, "# RECURSE-CALL")]
     assert alloc[2] == 6 and call[2] == 5
-    if backend == "tracemalloc":  # RSS may reuse freed heap pages for 1 MiB blocks: 0.0
+    if backend != "rss":  # RSS may reuse freed heap pages for 1 MiB blocks: 0.0
         assert alloc[1] / MIB == pytest.approx(6.0, rel=0.10)
         # Each calling line includes what its callees allocated: 5 + 4 + 3 + 2 + 1 MiB.
         assert call[1] / MIB == pytest.approx(15.0, rel=0.10)
+        # The request's total counts each change once: the 6 MiB kept, not 6 + 15.
+        assert record["lines_bytes"] / MIB == pytest.approx(6.0, rel=0.10)
     func = next(f for f in record["functions"] if f["name"] == "recurse")
     assert func["calls"] == 6
 
@@ -336,6 +368,178 @@ def test_other_threads_allocation_is_not_charged_to_the_request(backend: str) ->
     assert wait_row[4] / MIB == pytest.approx(13_000_000 * 8 / MIB, rel=0.10)
     assert wait_row[5] == 1
     assert record["shared_intervals"] >= 1
+    held.clear()
+
+
+def builds_while_others_spin(ready: threading.Event) -> int:
+    ready.wait(5)  # gives the spinner the GIL
+    rows = [[str(i) * 3] for i in range(15_000)]  # SPIN-BUILD
+    return len(rows)
+
+
+def test_a_thread_that_only_runs_is_not_others_ran() -> None:
+    """Django's autoreloader stat-ing files, an idle thread waking up: CPU, but nothing kept.
+
+    The line's small objects stay its own (no "Others ran"), the same as without the thread.
+    """
+    line = line_of(builds_while_others_spin, "# SPIN-BUILD")
+    ready, stop = threading.Event(), threading.Event()
+    ready.set()
+    alone = run(builds_while_others_spin, ready, backend="heap")
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(len(str(i)) for i in range(200))  # allocates and frees, keeps nothing
+
+    thread = threading.Thread(target=spin, name="spinner")
+    thread.start()
+    records: list[dict[str, Any]] = []
+    try:  # until the CPU clocks have seen it run during the line (the GIL decides when)
+        while not any(r["quiet_overlaps"] for r in records) and len(records) < 10:
+            records.append(run(builds_while_others_spin, ready, quiet=False, backend="heap"))
+    finally:
+        stop.set()
+        thread.join()
+    assert any(r["quiet_overlaps"] for r in records)
+    mine = stats(alone, "builds_while_others_spin")[line][1]
+    assert mine > MIB
+    for record in records:
+        row = stats(record, "builds_while_others_spin")[line]
+        assert row[4] == 0 and record["shared_intervals"] == 0 and record["other_threads"] == {}
+        assert row[1] == pytest.approx(mine, rel=0.10)
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+        self.pad = [str(i) * 3 for i in range(20)]
+
+
+def collects_after_building(ready: threading.Event) -> int:
+    ready.wait(5)
+    rows = [[str(i) * 3] for i in range(15_000)]  # GC-BUILD
+    gc.collect()  # frees another thread's old garbage, in that thread's glibc arena
+    return len(rows)
+
+
+def test_a_collection_freeing_another_threads_garbage_is_not_others_ran() -> None:
+    """A collection on the request's line frees cycles another thread made earlier, in that
+    thread's arena: not the spinner's doing (CI, 2026-12-07: the spinner was named)."""
+    made: list[Any] = []
+    ready, stop = threading.Event(), threading.Event()
+    ready.set()
+
+    def maker() -> None:
+        made.extend(_Cycle() for _ in range(20_000))
+
+    def in_a_thread() -> None:  # traced, so the cycles are malloc'd: in the maker's arena
+        thread = threading.Thread(target=maker, name="maker")
+        thread.start()
+        thread.join()
+
+    run(in_a_thread, quiet=False, backend="heap")
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(len(str(i)) for i in range(200))
+
+    spinner = threading.Thread(target=spin, name="spinner")
+    spinner.start()
+    gc.disable()  # the cycles stay uncollected until the traced line collects them
+    made.clear()
+    try:
+        record = run(collects_after_building, ready, quiet=False, backend="heap")
+    finally:
+        gc.enable()
+        stop.set()
+        spinner.join()
+    assert record["gc_runs"] >= 1 and record["gc_bytes"] < -5 * MIB  # it freed the cycles
+    assert record["quiet_overlaps"] >= 1  # the spinner was seen running
+    assert record["other_threads"] == {}
+
+
+def _collector(in_gc: threading.Event, resume: threading.Event) -> None:
+    """A collection in another thread that lets the request's thread run between the gc's
+    "start" and "stop" callbacks (a callback or a finalizer is Python code: the GIL moves)."""
+
+    def hold(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            in_gc.set()
+            resume.wait(5)
+
+    gc.callbacks.append(hold)  # after the session's: it has read the memory at "start"
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks.remove(hold)
+
+
+def allocates_during_anothers_collection(kept: list[Any]) -> None:
+    in_gc, resume = threading.Event(), threading.Event()
+    thread = threading.Thread(target=_collector, args=(in_gc, resume), name="collector")
+    thread.start()
+    in_gc.wait(5)
+    kept.append(bytearray(40 * MIB))  # DURING-GC
+    resume.set()
+    thread.join()  # GC-ENDS
+
+
+def frees_during_anothers_collection(kept: list[Any]) -> None:
+    block = bytearray(40 * MIB)  # BEFORE-GC
+    in_gc, resume = threading.Event(), threading.Event()
+    thread = threading.Thread(target=_collector, args=(in_gc, resume), name="collector")
+    thread.start()
+    in_gc.wait(5)
+    del block  # FREED-DURING-GC
+    resume.set()
+    thread.join()  # FREE-GC-ENDS
+
+
+def test_what_the_request_frees_during_another_threads_collection_stays_on_its_line() -> None:
+    """3.10 nox, 2026-12-07: a threaded server's other request collected while this one
+    freed 46 MB; the collection's readings took the free for its own, and the line showed 0."""
+    func = frees_during_anothers_collection
+    for backend in ("rss", "heap"):
+        record = run(func, [], quiet=False, backend=backend)
+        rows = stats(record, func.__name__)
+        freed = rows[line_of(func, "# FREED-DURING-GC")]
+        ends = rows[line_of(func, "# FREE-GC-ENDS")]
+        assert (freed[1] + freed[4]) / MIB == pytest.approx(-40, rel=0.1), (backend, freed)
+        assert abs(ends[1] + ends[4]) / MIB < 2, (backend, ends)
+
+
+def test_a_collection_in_another_thread_does_not_move_the_lines_by_what_this_one_did() -> None:
+    """CI, 2026-12-07 (ASGI): a collection in another thread began, the request allocated,
+    the collection ended; its "start"/"stop" readings took the request's 46 MB for the
+    collection's own change, and the next line was charged -46 MB."""
+    for backend in ("rss", "heap"):
+        kept: list[Any] = []
+        record = run(allocates_during_anothers_collection, kept, quiet=False, backend=backend)
+        rows = stats(record, "allocates_during_anothers_collection")
+        during = rows[line_of(allocates_during_anothers_collection, "# DURING-GC")]
+        ends = rows[line_of(allocates_during_anothers_collection, "# GC-ENDS")]
+        assert (during[1] + during[4]) / MIB == pytest.approx(40, rel=0.1), (backend, during)
+        assert abs(ends[1] + ends[4]) / MIB < 2, (backend, ends)
+        assert record["gc_bytes"] <= MIB, (backend, record["gc_bytes"])
+        kept.clear()
+
+
+def test_a_thread_that_keeps_memory_is_others_ran_and_named() -> None:
+    started, done = threading.Event(), threading.Event()
+    held: list[str] = []
+
+    def keeper() -> None:
+        started.wait(5)
+        held.extend(str(i) * 3 for i in range(100_000))  # small objects: its own arena
+        done.set()
+
+    thread = threading.Thread(target=keeper, name="keeper")
+    thread.start()
+    record = run(sleeper, started, done, quiet=False, backend="heap")
+    thread.join()
+    wait_row = stats(record, "sleeper")[line_of(sleeper, "# SLEEP-WAIT")]
+    assert wait_row[5] == 1 and wait_row[4] > 3 * MIB and abs(wait_row[1]) < MIB
+    assert record["other_threads"] == {"keeper": 1}
     held.clear()
 
 
@@ -681,6 +885,55 @@ def test_tracemalloc_is_stopped_only_if_we_started_it() -> None:
         assert any("already running" in n for n in record["notes"])
     finally:
         tracemalloc.stop()
+
+
+def test_heap_gives_objects_back_to_pymalloc_and_falls_back_under_tracemalloc() -> None:
+    import tracemalloc
+
+    from debug_toolbar_perf.line_memory import heap
+
+    before = heap._get(heap._MEM).key(), heap._get(heap._OBJ).key()
+    record = run(allocate_and_free, backend="heap")
+    assert record["backend"] == "heap" and not heap.switched()
+    assert (heap._get(heap._MEM).key(), heap._get(heap._OBJ).key()) == before
+    # tracemalloc wraps the allocator: switching under it would hand its blocks to the wrong
+    # free, so the heap reading steps aside and says so.
+    tracemalloc.start()
+    try:
+        record = run(allocate_and_free, backend="heap")
+    finally:
+        tracemalloc.stop()
+    assert record["backend"] == "tracemalloc"
+    assert "The heap reading is not available here (tracemalloc is running" in record["notes"][0]
+    alloc = stats(record, "allocate_and_free")[line_of(allocate_and_free, "# ALLOC")]
+    assert alloc[1] / MIB == pytest.approx(BIG_MIB, rel=0.10)
+
+
+def test_a_slow_heap_reading_falls_back_to_tracemalloc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mallinfo2() walks every free block: where one reading costs more than the threshold
+    (here 0 ns: always), the request is measured with tracemalloc and says why."""
+    from debug_toolbar_perf.line_memory import heap, sources
+
+    monkeypatch.setattr(sources, "HEAP_SLOW_READ_NS", 0)
+    record = run(allocate_and_free, backend="heap")
+    assert record["backend"] == "tracemalloc" and not heap.switched()
+    assert "one reading costs" in record["notes"][0]
+    alloc = stats(record, "allocate_and_free")[line_of(allocate_and_free, "# ALLOC")]
+    assert alloc[1] / MIB == pytest.approx(BIG_MIB, rel=0.10)
+
+
+def test_objects_made_while_switched_are_freed_after_the_switch_back() -> None:
+    """pymalloc's free hands a malloc'd block to the raw allocator: no crash, no leak."""
+    from debug_toolbar_perf.line_memory import heap
+
+    read = heap.acquire()
+    try:
+        made = [str(i) * 3 for i in range(50_000)]  # malloc'd while switched
+        during = read()
+    finally:
+        heap.release()
+    del made  # freed by pymalloc's free, which passes them on to free()
+    assert read() < during - 2 * MIB
 
 
 def _two_lists() -> int:

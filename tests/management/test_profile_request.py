@@ -147,6 +147,10 @@ def test_output_writes_the_exports(demo_data, tmp_path):
     scripts = re.findall(r"<script[^>]*>", page)
     assert all('type="application/json"' in tag for tag in scripts)  # data only, no code
     assert "Sampling profiler" in page and "Model instances" in page
+    # Without the panels' script the flame graph's controls would do nothing: none are shown.
+    for control in ("djdt-perf-flame-search", "hide library frames", "Reset zoom", "<canvas"):
+        assert control not in page, control
+    assert "Flame graph: in the speedscope file next to this page" in page
     assert "Exports written:" in out
 
 

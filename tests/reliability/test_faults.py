@@ -138,20 +138,27 @@ def test_memory_profiler_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert_others_fine(run, but="LineMemoryPanel")
 
 
+#: RSS is the line-memory backend that may need psutil (the default, "heap", never does).
+RSS = {"LINE_MEMORY": {"BACKEND": "rss"}}
+
+
 def test_psutil_missing_on_linux_is_not_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The RSS backend reads /proc/self/statm on Linux: psutil is not needed there."""
     real = availability.module_installed
     monkeypatch.setattr(availability, "module_installed", lambda n: n != "psutil" and real(n))
-    run, _ = both("/r/page/")
+    with override_settings(DEBUG_TOOLBAR_PERF=RSS):
+        run, _ = both("/r/page/")
     assert run.record("LineMemoryPanel")["backend_how"] == "/proc/self/statm"
 
 
 def test_psutil_reported_missing_where_there_is_no_proc(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Off Linux (no /proc/self/statm) RSS is read with psutil: then, and only then, it is
-    needed, and the panel says so."""
+    """Off Linux (no /proc/self/statm) the RSS backend reads with psutil: then, and only then,
+    it is needed, and the panel says so."""
     real = availability.module_installed
     monkeypatch.setattr(availability, "module_installed", lambda n: n != "psutil" and real(n))
     monkeypatch.setattr(line_memory_sources, "STATM", "/proc/self/no-such-file")
-    run, _ = both("/r/page/")
+    with override_settings(DEBUG_TOOLBAR_PERF=RSS):
+        run, _ = both("/r/page/")
     shown = text(run.content("LineMemoryPanel"))
     assert "needs psutil, which is not installed" in shown
     assert 'pip install "django-debug-toolbar-perf[memory]"' in shown
@@ -187,7 +194,7 @@ def test_sampler_fails_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_sampler_thread_dies(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(thread_engine.ThreadSampler, "sample", _boom)
     switch = sys.getswitchinterval()
-    # The thread sampler by name: where vmprof is safe (3.10, 3.13) "auto" would run vmprof.
+    # The thread sampler by name: where vmprof is safe (3.10) "auto" would run vmprof.
     with override_settings(DEBUG_TOOLBAR_PERF={"SAMPLING": {"ENGINE": "thread"}}):
         run, _ = both("/r/page/")
     assert sys.getswitchinterval() == switch  # the shortened GIL switch interval is restored

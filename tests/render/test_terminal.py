@@ -47,6 +47,12 @@ def test_explain_section_shows_findings_and_fixes(stored):
     assert "3 shapes explained · 2 findings" in text
     assert "N+1: the same query ran 50 times" in text
     assert "issued at " in text
+    assert "101 statements in 3 shapes · " in text
+
+
+def test_explain_counts_agree_with_their_nouns(stored):
+    text = terminal.explain(stored("/products/", "explain")["explain"])
+    assert "  1 statement in 1 shape · " in text  # was "1 statements in 1 shapes"
 
 
 def test_line_memory_section_lists_the_heaviest_line(stored):

@@ -101,6 +101,9 @@ def test_thin_and_zero_profiles():
     zero = sampling_report.thinness(zero_record, 50)
     assert zero and zero["zero"]
     assert any("middleware" in tip for tip in zero["tips"])
+    # True for this request: 4 samples were taken, all outside the view's scope.
+    assert zero["message"].startswith("No samples in the view's scope: all 4 samples")
+    assert "first tick" not in zero["message"]
     assert sampling_report.headline(zero_record) == "no samples"
 
 
@@ -135,6 +138,22 @@ def test_own_hooks_counts_the_hooks_not_the_work_they_forward():
     }
     hooks = sampling_report.own_hooks(record, package_dir=pkg)
     assert hooks["weight"] == 24 and hooks["pct"] == 24.0
+    # The hot lists are the user's: our hooks and what they call for themselves are left out.
+    record["hot"] = [[fi, w, w] for fi, w in enumerate([30, 10, 5, 10, 5, 4, 26, 10])]
+    record["lines"] = [[6, 12, 26], [3, 40, 10], [4, 7, 5], [0, 3, 30], [7, 8, 10]]
+    hot = sampling_report.hot_functions(record, "self", package_dir=pkg)
+    assert [(r["name"], r["self"]) for r in hot] == [
+        ("view", 30),
+        ("execute", 26),
+        ("Model.__init__", 10),
+        ("Signal.send", 10),
+    ]
+    lines = sampling_report.hot_lines(record, package_dir=pkg)
+    assert [(r["name"], r["line"]) for r in lines] == [
+        ("view", 3),
+        ("execute", 12),
+        ("Signal.send", 8),
+    ]
     assert hooks["panels"] == [
         {"panel": "Model instances", "pct": 20.0},
         {"panel": "Explain", "pct": 4.0},

@@ -175,7 +175,19 @@ def test_zero_samples_message(toolbar_client, sampling_site):
     html = run.content(PANEL)
     assert "No samples." in html
     assert "djdt-perf-flame-data" not in html
+    assert "download data-format" not in html  # no export links for an empty profile
     assert run.subtitle(PANEL) == "no samples"
+
+
+@pytest.mark.django_db
+def test_a_long_interval_leaves_no_long_wait_for_the_next_request(toolbar_client, sampling_site):
+    """The shared sampler thread slept out a 60 s interval: the next request, at 2 ms, must
+    be sampled from its start (it got 1 sample: the schedule stayed 60 s ahead)."""
+    with override_settings(DEBUG_TOOLBAR_PERF=perf(INTERVAL_MS=60_000, ENGINE="thread")):
+        toolbar_client("/instant/")
+    with override_settings(DEBUG_TOOLBAR_PERF=perf(ENGINE="thread")):
+        run = toolbar_client("/split/?scale=1")
+    assert run.record(PANEL)["samples"] >= 20
 
 
 @pytest.mark.django_db

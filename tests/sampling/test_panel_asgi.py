@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+import threading
+import time
+from typing import Any, ClassVar
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -272,21 +274,81 @@ def test_frame_serves_recognises_every_way_a_view_holds_the_request():
     assert following.frame_serves(_Handler(theirs).post(_FakeDrfRequest(mine)), mine)
 
 
-def test_verdict_is_cached_per_frame():
-    mine = object()
-    calls = []
+class _Holder:
+    """Holds the request as a view's ``self`` does; notes which thread looks inside."""
 
-    def view(request: object) -> Any:
-        return sys._getframe()
+    readers: ClassVar[set[str]] = set()
 
-    frame = view(mine)
-    follow = following.ViewInvocation(mine, (view.__code__,))
-    real = following.frame_serves
+    def __init__(self, request: object) -> None:
+        self._d = {"request": request}
+
+    @property  # object.__getattribute__(holder, "__dict__") (frame_serves) comes here
+    def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+        type(self).readers.add(threading.current_thread().name)
+        return object.__getattribute__(self, "_d")
+
+
+def held_view(holder: _Holder, release: threading.Event) -> None:
+    release.wait(10)
+    thread_engine_burn(0.05)
+
+
+def thread_engine_burn(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        sum(range(100))
+
+
+def test_a_running_view_frame_is_never_read_by_the_sampler():
+    """The sampler thread never reads a followed view's locals while it runs (3.13: a
+    FrameLocalsProxy over another thread's live fast locals). Its samples are kept per
+    call and the call is recognised after the request, once it has returned; another
+    request's call still running then is left out without being read."""
+    mine, theirs = object(), object()
+    _Holder.readers = set()
+    follow = following.ViewInvocation(mine, (held_view.__code__,))
+    s = thread_engine.ThreadSampler(threading.get_ident(), 1.0, "wall", follow, switch_ms=0.5)
+    go_mine, go_theirs = threading.Event(), threading.Event()
+    own = threading.Thread(target=held_view, args=(_Holder(mine), go_mine), name="mine")
+    other = threading.Thread(target=held_view, args=(_Holder(theirs), go_theirs), name="theirs")
+    s.start()
     try:
-        following.frame_serves = lambda f, r: calls.append(f) or real(f, r)  # type: ignore[assignment]
-        assert follow.is_mine(frame) and follow.is_mine(frame)
+        own.start()
+        other.start()
+        time.sleep(0.05)  # both calls on their threads' stacks, sampled
+        go_mine.set()
+        own.join()
     finally:
-        following.frame_serves = real  # type: ignore[assignment]
-    assert calls == [frame]  # f_locals read once
+        s.stop()  # "theirs" is still running: it is left out without a look inside
+    go_theirs.set()
+    other.join()
+    raw = s.result()
+    assert _Holder.readers == {threading.current_thread().name}
+    assert raw.threads == 1 and raw.samples > 5
+    assert all(frames[0][0] == "held_view" for (frames, _), _ in raw.stacks.items())
+
+
+def test_an_async_view_is_recognised_by_the_frame_awaiting_it():
+    """Under ASGI the panel's own coroutine frame (the anchor) awaits this request's async
+    view: found by identity from f_back, no locals read; a frame of the same code that is
+    not the anchor is another request's; with no such frame above, it waits for decide()."""
+    follow = following.ViewInvocation(object(), ())
+
+    async def view() -> bool | None:
+        return follow.anchored(sys._getframe())  # as the sampler sees it, while it runs
+
+    async def panel(mine: bool) -> bool | None:  # plays PerfPanel._finish_async
+        if mine:
+            follow.anchor = sys._getframe()
+        return await view()
+
+    async def main() -> None:
+        follow.anchor_code = panel.__code__
+        assert await panel(mine=False) is None  # no anchor yet (WSGI, or before astart)
+        assert await panel(mine=True) is True
+        assert await panel(mine=False) is False  # another request's panel awaits it
+        assert await view() is None  # no panel's frame above it: decided after the request
+
+    asyncio.run(main())
     follow.release()
-    assert follow.request is None and not follow._verdicts
+    assert follow.anchor is None and follow.request is None

@@ -5,8 +5,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
+from django.template import Context, Engine
+from django.template.base import VariableNode
 
 from debug_toolbar_perf.sampling import choice as engine_choice
 from debug_toolbar_perf.sampling import follow as following
@@ -67,7 +70,8 @@ def test_shipped_table_matches_field_notes():
     assert engine_choice.vmprof_verdict((3, 11), "0.6.0")[0] == "crashes"
     assert engine_choice.vmprof_verdict((3, 12), "0.6.0")[0] == "crashes"
     assert engine_choice.vmprof_verdict((3, 10), "0.6.0")[0] == "safe"
-    assert engine_choice.vmprof_verdict((3, 13), "0.6.0")[0] == "safe"
+    # 3.13.0: a sample landing while a data-stack chunk is unmapped reads the freed frame
+    assert engine_choice.vmprof_verdict((3, 13), "0.6.0")[0] == "crashes"
 
 
 def test_choose_engine_never_starts_a_crashing_vmprof(monkeypatch):
@@ -201,6 +205,25 @@ def test_parked_sampler_thread_is_reused_then_exits(monkeypatch):
     assert thread_engine.HUB.started_threads == started + 2
 
 
+def test_first_tick_is_one_interval_after_the_start():
+    """Woken from parked (or for a shorter interval), the sampler thread does not sample at
+    once: a tick stands for the interval before it, so a 200 ms wait at a 60 s interval has
+    no sample (it got one, counted as 60 s: a 1 ms page showed 1 sample, not "No samples")."""
+    run_sampled(light)  # the sampler thread now exists and parks
+    assert len(_sampler_threads()) == 1 and thread_engine.HUB.sessions == []
+    assert run_sampled(lambda: time.sleep(0.2), interval_ms=60_000).samples == 0
+    # A session at 60 s is running; one at 30 s joins it: neither is sampled at once.
+    slow = thread_engine.ThreadSampler(threading.get_ident(), 60_000, "wall")
+    slow.start()
+    try:
+        assert run_sampled(lambda: time.sleep(0.2), interval_ms=30_000).samples == 0
+    finally:
+        slow.stop()
+    assert slow.result().samples == 0
+    # And the schedule is not left 30 s ahead: the next session at 1 ms is sampled.
+    assert run_sampled(heavy).samples > 10
+
+
 def test_concurrent_sessions_share_one_sampler_thread():
     """Two requests at once: one sampler thread, each session sees only its own thread."""
     started = thread_engine.HUB.started_threads
@@ -273,6 +296,84 @@ def test_stacks_are_interned_by_code_identity():
     assert len({frames for frames in burn_stacks}) == 1  # one call path, one key
     names = [f[0] for f in burn_stacks[0]]
     assert names[-3:] == ["run_sampled", "heavy", "burn"]
+
+
+class WatchedVariableNode(VariableNode):
+    """A real ``{{ }}`` node that notes which thread reads its token (the sampler names
+    the frame of the node being rendered from it)."""
+
+    readers: set[str] = set()
+
+    @property  # a data descriptor: wins over the token the parser set on the instance
+    def token(self) -> Any:
+        type(self).readers.add(threading.current_thread().name)
+        return self.__dict__["token"]
+
+
+def watched_template() -> Any:
+    """A template whose ``{{ slow }}`` node is watched, and no reader noted yet."""
+    template = Engine(debug=True).from_string("<p>\n{% for i in items %}\n{{ slow }}\n{% endfor %}")
+    (node,) = template.nodelist.get_nodes_by_type(VariableNode)
+    node.__class__ = WatchedVariableNode
+    WatchedVariableNode.readers = set()
+    return template
+
+
+def test_template_nodes_named_without_reading_locals_in_the_sampler_thread():
+    """A template node being rendered is named ``<template>:line {{ expr }}``; its frame's
+    locals are read after the request, never by the sampler thread while the frame runs
+    (reading another thread's running frame's locals: the suspect of a 3.13.0 segfault)."""
+    template = watched_template()
+    raw = run_sampled(lambda: render_view(None, template), switch_ms=0.5)
+    check_template_named(raw)
+    assert WatchedVariableNode.readers == {threading.current_thread().name}
+
+
+def test_text_nodes_fold_into_the_template_node_around_them():
+    """Django's ``TextNode`` has its own ``render_annotated`` (it skips the exception
+    annotation): a sample there is the enclosing node's, not a "TextNode.render_annotated"
+    frame (seen in CI: one in the flame graph of the admin-like book list)."""
+    template = Engine(debug=True).from_string("{% for i in items %}a{{ i }}b{% endfor %}")
+    raw = run_sampled(lambda: template.render(Context({"items": range(400_000)})), switch_ms=0.2)
+    names = {f[0] for (frames, _), _ in raw.stacks.items() for f in frames}
+    assert "<unknown source>:1 {% for i in items %}" in names, sorted(names)
+    assert not any(name.endswith("render_annotated") for name in names), sorted(names)
+
+
+def render_view(request: object, template: Any) -> None:
+    """A view (followed by its code, as under ASGI) rendering ``template``."""
+    template.render(Context({"items": range(3), "slow": lambda: burn(0.06) or ""}))
+
+
+@pytest.mark.skipif(sys.version_info[:2] == (3, 11), reason="following is refused on 3.11")
+def test_template_nodes_of_a_followed_view_are_named_after_the_request():
+    """Following a view in another thread (ASGI): the same names, read once it returned."""
+    template = watched_template()
+    request = object()
+    follow = following.ViewInvocation(request, (render_view.__code__,))
+    s = thread_engine.ThreadSampler(threading.get_ident(), 1.0, "wall", follow, switch_ms=0.5)
+    view = threading.Thread(target=render_view, args=(request, template), name="view-thread")
+    s.start()
+    try:
+        view.start()
+        view.join()
+    finally:
+        s.stop()
+    raw = s.result()
+    assert raw.threads == 1
+    check_template_named(raw)
+    assert WatchedVariableNode.readers == {threading.current_thread().name}
+
+
+def check_template_named(raw: raw_profile.RawProfile) -> None:
+    names = {f[0]: f for (frames, _), _ in raw.stacks.items() for f in frames}
+    label = "<unknown source>:3 {{ slow }}"
+    assert label in names, sorted(names)
+    assert names[label][1:] == ("<unknown source>", 3)
+    assert "<unknown source>:2 {% for i in items %}" in names
+    assert not any(name.endswith("render_annotated") for name in names)
+    below = [frames for (frames, _), _ in raw.stacks.items() if frames[-1][0] == "burn"]
+    assert below and all(label in [f[0] for f in frames] for frames in below)
 
 
 # --- vmprof (only where the table says it is safe) -----------------------------------------

@@ -23,7 +23,7 @@ from django.urls import Resolver404, resolve
 
 from ...budget import Budget, message
 from ...endpoints import safe_filename
-from ...render import html_page, terminal
+from ...render import compare, html_page, terminal
 from ...runner import ALL_PANELS, PANELS, Run, capture, parse_panels
 from ...store import stored_panel
 
@@ -81,6 +81,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--output", help="Write the exports (speedscope, collapsed, vmprof, HTML) here."
         )
+        parser.add_argument(
+            "--save",
+            metavar="FILE",
+            help="Write this run's records (with --repeat: the sampling runs merged) to FILE, "
+            "for a later --compare FILE or perf_budget(baseline=FILE).",
+        )
+        parser.add_argument(
+            "--compare",
+            nargs="?",
+            const="",
+            metavar="FILE",
+            help="Print what changed against a file written by --save; without FILE, the "
+            "last run against the first (with --repeat 2 or more).",
+        )
         budgets = parser.add_argument_group("budgets (exit code 1 when broken)")
         budgets.add_argument(
             "--max-instances",
@@ -135,6 +149,18 @@ class Command(BaseCommand):
             )
         if opts["repeat"] < 1:
             raise CommandError("--repeat must be 1 or more", returncode=USAGE)
+        saved = None
+        if opts["compare"]:
+            try:
+                saved = compare.load(opts["compare"])
+            except (OSError, ValueError) as exc:
+                raise CommandError(f"--compare: {exc}", returncode=USAGE) from exc
+        elif opts["compare"] == "" and opts["repeat"] < 2:
+            raise CommandError(
+                "--compare without a file compares the last run with the first: "
+                "add --repeat 2 (or more), or name a file written by --save",
+                returncode=USAGE,
+            )
         url = self._check_url(opts["url"])
         body = self._body(opts)
         client = Client(raise_request_exception=False)
@@ -166,9 +192,16 @@ class Command(BaseCommand):
                 if exc_info:
                     failures.append((run, exc_info))
                 self._progress(i + 1, opts["repeat"], elapsed)
-            last = runs[-1]
+            last = self._merged(runs) if len(runs) > 1 and "sampling" in panels else runs[-1]
             self.stdout.write(self._summary(last, runs, method, url))
             self.stdout.write(terminal.report(last.stats))
+            if saved is not None:
+                self.stdout.write(compare.text(last.stats, saved[1], saved[0]))
+            elif opts["compare"] == "":
+                self.stdout.write(compare.text(runs[-1].stats, runs[0].stats, "the first run"))
+            if opts["save"]:
+                compare.save(opts["save"], f"{method} {url}", last.stats)
+                self.stdout.write(f"Records saved to {opts['save']}\n")
             if opts["output"]:
                 self._write_exports(opts["output"], last, panels, method, url)
             breaches = budget.check(runs, time_of="median") if not failures else []
@@ -184,6 +217,18 @@ class Command(BaseCommand):
             raise CommandError(message(breaches), returncode=FAILED)
 
     # -- steps ------------------------------------------------------------------------------
+
+    def _merged(self, runs: list[Run]) -> Run:
+        """The last run with the sampling records of every run merged into one profile."""
+        last = runs[-1]
+        merged = compare.merge_sampling([r.record("sampling") for r in runs])
+        stats = dict(last.stats)
+        stats["sampling"] = {**(stats.get("sampling") or {}), "record": merged}
+        self.stdout.write(
+            f"Sampling: the {len(runs)} runs merged into one profile, "
+            f"{float(merged.get('samples') or 0):,.0f} samples\n"
+        )
+        return Run(last.method, last.path, last.request_id, stats, last.status, last.elapsed_ms)
 
     def _check_url(self, raw: str) -> str:
         parts = urlsplit(raw)

@@ -67,5 +67,24 @@ onPanelElements("[data-perf-toggle]", (button) => {
     });
 });
 
+// The Δ block: <select data-perf-compare-url> picks another stored request as the baseline;
+// the endpoint answers with the block's HTML, rendered (and escaped) by the server.
+onPanelElements("select[data-perf-compare-url]", (select) => {
+    select.addEventListener("change", async () => {
+        if (!select.value) return;
+        const block = select.closest("[data-perf-compare]");
+        const result = block.querySelector(".djdt-perf-compare-result");
+        const url = `${select.dataset.perfCompareUrl}&baseline=${encodeURIComponent(select.value)}`;
+        try {
+            const response = await fetch(url, { credentials: "same-origin" });
+            const body = await response.json();
+            if (body.content !== undefined) result.innerHTML = body.content;
+            else result.textContent = body.error || `The comparison failed (${response.status}).`;
+        } catch (error) {
+            result.textContent = `The comparison failed: ${error}`;
+        }
+    });
+});
+
 listen();
 runAll();
