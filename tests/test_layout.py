@@ -13,6 +13,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "debug_toolbar_perf"
 FEATURES = ("sampling", "line_memory", "instances", "explain")
 PLUMBING = (
+    "admin_fix",
     "availability",
     "base",
     "baseline",

@@ -11,6 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..admin_fix import list_select_related_fix
 from ..scope import short_path
 from .indexes import (
     _model_for_table,
@@ -459,7 +460,10 @@ def n_plus_one(shape: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any] | N
     sql = shape.get("sql") or ""
     lines = shape.get("lines") or []
     line = next((ln for ln in lines if ln.get("project")), lines[0] if lines else None)
-    fix, orm = _relation_fix(sql, (line or {}).get("code") or "")
+    fix, orm, field = _relation_fix(sql, (line or {}).get("code") or "")
+    admin = list_select_related_fix(line, field) if field else None
+    if admin:  # a ModelAdmin's list_display method: the admin's queryset, its own setting
+        fix, orm = f"{fix.partition(': ')[0]}: {admin.text}.", admin.code
     where = f" at {short_path(line['file'])}:{line['line']}" if line else ""
     return Finding(
         "n_plus_one",
@@ -473,16 +477,17 @@ def n_plus_one(shape: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any] | N
     ).to_json()
 
 
-def _relation_fix(sql: str, source: str) -> tuple[str, str | None]:
+def _relation_fix(sql: str, source: str) -> tuple[str, str | None, str | None]:
+    """(advice, ORM code, the foreign key select_related would follow, if that is the fix)."""
     table_m = re.search(r'\bFROM\s+(?:"([^"]+)"|`([^`]+)`)', sql, re.IGNORECASE)
     if not table_m:
-        return ("Fetch the rows in one query (__in) instead of one per row.", None)
+        return ("Fetch the rows in one query (__in) instead of one per row.", None, None)
     table = table_m[1] or table_m[2]
     preds = where_predicates(sql, table)
     eq = [p.column for p in preds if p.op == "="]
     model = _model_for_table(table)
     if model is None or not eq:
-        return ("Fetch the rows in one query (__in) instead of one per row.", None)
+        return ("Fetch the rows in one query (__in) instead of one per row.", None, None)
     col = eq[0]
     pk = model._meta.pk
     counting = bool(re.match(r"\s*SELECT\s+COUNT\(", sql, re.IGNORECASE))
@@ -502,10 +507,12 @@ def _relation_fix(sql: str, source: str) -> tuple[str, str | None]:
                 f"Each {other.__name__} loads its {f.name} ({model.__name__}) separately: "
                 f'add .select_related("{f.name}") to the {other.__name__} queryset.',
                 orm,
+                f.name,
             )
         return (
             f"Each row loads one {model.__name__} by primary key: use select_related.",
             "select_related(...)",
+            None,
         )
     for f in model._meta.concrete_fields:
         if f.is_relation and f.many_to_one and f.column == col:
@@ -520,8 +527,8 @@ def _relation_fix(sql: str, source: str) -> tuple[str, str | None]:
                 text += (
                     f', or annotate the count once with .annotate(n_{accessor}=Count("{accessor}"))'
                 )
-            return (text + ".", orm)
-    return ("Fetch the rows in one query (__in) instead of one per row.", None)
+            return (text + ".", orm, None)
+    return ("Fetch the rows in one query (__in) instead of one per row.", None, None)
 
 
 # --- whole record -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..admin_fix import list_select_related_fix
 from ..scope import short_path
 
 #: What the project line did to the queryset, by the QuerySet method it called.
@@ -91,6 +92,11 @@ def findings(record: dict[str, Any]) -> list[dict[str, Any]]:
                 kind = related.get("kind") or "select_related / prefetch_related"
                 field = related.get("field") or ""
                 fix = f"{kind}({field!r})" if field and "/" not in kind else kind
+                admin = (
+                    list_select_related_fix(site.get("where"), field)
+                    if kind == "select_related"
+                    else None
+                )
                 out.append(
                     {
                         "level": "warning",
@@ -99,7 +105,7 @@ def findings(record: dict[str, Any]) -> list[dict[str, Any]]:
                         "text": f"N+1: {_where(site)} built {site['count']:,} {label} "
                         f"instances with {n_queries:,} separate queries of one shape "
                         f"(one per parent row).",
-                        "fix": f"add .{fix} to the parent queryset",
+                        "fix": admin.text if admin else f"add .{fix} to the parent queryset",
                         "site": site.get("where"),
                     }
                 )

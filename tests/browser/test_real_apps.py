@@ -58,8 +58,10 @@ def test_admin_changelist_n_plus_one_names_the_list_display_method(
     text = panel.inner_text()
     assert "author_name" in text and "admin.py" in text
     assert "middleware.py" not in text
+    assert 'list_select_related = ["author"] on BookAdmin' in text
     screenshot(page, "instances-admin-changelist")
     panel = open_panel(page, "ExplainPanel")
     text = panel.inner_text()
     assert "N+1" in text and "author_name" in text
+    assert 'list_select_related = ["author"] on BookAdmin' in text
     screenshot(page, "explain-admin-changelist")

@@ -89,3 +89,64 @@ def test_middleware_that_issues_work_itself_is_blamed(library_site: Any) -> None
     (first,) = [s for s in models["library.Author"]["sites"] if s["count"] == 1]
     assert first["where"]["file"] == middleware.__file__
     assert first["where"]["function"] == "__call__"
+
+
+def n_plus_one_fixes(run: Any) -> tuple[list[str], list[tuple[str, str | None]]]:
+    """The N+1 advice on Author: the instances panel's fixes, Explain's (text, ORM code)."""
+    instances = run.live_panel("ModelInstancesPanel").report(run.stats("ModelInstancesPanel"))
+    inst = [
+        f["fix"]
+        for f in instances["findings"]
+        if f["kind"] == "n_plus_one" and f["model"] == "library.Author"
+    ]
+    explain = run.live_panel("ExplainPanel").report(run.stats("ExplainPanel"))
+    expl = [
+        (f["detail"], f["orm"])
+        for s in explain.shapes
+        if 'FROM "library_author"' in s["sql"]
+        for f in s["findings"]
+        if f["code"] == "n_plus_one"
+    ]
+    return inst, expl
+
+
+def test_admin_changelist_advice_is_list_select_related_and_it_fixes_the_n_plus_one(
+    library_site: Any,
+) -> None:
+    """A ModelAdmin author does not write the changelist's queryset: both panels advise
+    ``list_select_related`` on the admin, and that setting, applied, removes the N+1."""
+    from tests.real_apps.library.admin import BookAdmin
+
+    run = run_with_toolbar(library_site, "/admin/library/book/")
+    inst, expl = n_plus_one_fixes(run)
+    code = 'list_select_related = ["author"]'
+    assert inst == [f"set {code} on BookAdmin (the changelist's query)"], inst
+    ((text, orm),) = expl
+    assert orm == code and "select_related(" not in text, text
+    assert text.startswith("One query per parent row at library/admin.py:19."), text
+    assert text.endswith(
+        f"Each Book loads its author (Author) separately: set {code} on BookAdmin "
+        "(the changelist's query)."
+    )
+    authors = run.record("ModelInstancesPanel")["models"]
+    assert next(m for m in authors if m["label"] == "library.Author")["count"] > 2
+
+    BookAdmin.list_select_related = ["author"]  # what the advice says, as the user would
+    try:
+        fixed = run_with_toolbar(library_site, "/admin/library/book/")
+    finally:
+        BookAdmin.list_select_related = False
+    assert n_plus_one_fixes(fixed) == ([], [])
+    shapes = fixed.record("ExplainPanel")["shapes"]
+    assert not [s for s in shapes if s["sql"].lstrip().startswith('SELECT "library_author"')]
+
+
+def test_the_same_n_plus_one_outside_the_admin_keeps_the_queryset_advice(
+    library_site: Any,
+) -> None:
+    run = run_with_toolbar(library_site, "/books/")
+    inst, expl = n_plus_one_fixes(run)
+    assert inst == ["add .select_related('author') to the parent queryset"], inst
+    ((text, orm),) = expl
+    assert orm == 'Book.objects....select_related("author")', orm
+    assert 'add .select_related("author") to the Book queryset.' in text, text
