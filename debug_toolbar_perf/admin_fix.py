@@ -10,14 +10,13 @@ in the running process's admin sites.
 
 from __future__ import annotations
 
-import inspect
 from types import CodeType
 from typing import Any, NamedTuple
 
+from .scope import unwrap_function
+
 
 class AdminFix(NamedTuple):
-    admin: str  # the ModelAdmin class name
-    field: str  # the foreign key to follow in the changelist's query
     text: str  # the sentence of advice
     code: str  # what to write on the ModelAdmin
 
@@ -28,8 +27,7 @@ def _code_lines(code: CodeType) -> range:
 
 
 def _method_covers(admin: Any, name: str, file: str, line: int) -> bool:
-    func = inspect.unwrap(getattr(type(admin), name, None) or (lambda: None))
-    code = getattr(func, "__code__", None)
+    code = getattr(unwrap_function(getattr(type(admin), name, None)), "__code__", None)
     return isinstance(code, CodeType) and code.co_filename == file and line in _code_lines(code)
 
 
@@ -66,4 +64,4 @@ def _advice(admin: str, current: Any, field: str) -> AdminFix:
     else:
         code = f'list_select_related = ["{field}"]'
         text = f"set {code} on {admin} (the changelist's query)"
-    return AdminFix(admin, field, text, code)
+    return AdminFix(text, code)
