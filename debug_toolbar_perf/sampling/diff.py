@@ -71,7 +71,9 @@ def diff(record: SamplingRecord, base: SamplingRecord) -> Comparison:
         project = bool((a or b or {}).get("project"))  # a library's share moves with load
         real = project and time_changed(ms_a, ms_b) and abs(z) >= Z
         changes.append((abs(ms_b - ms_a), key, pct_a, pct_b, ms_a, ms_b, real))
-    changes.sort(key=lambda c: (-c[0], c[1]))
+    # Biggest change first; among equal changes (an unchanged reload: all zero) the hottest
+    # function first, not the first by name.
+    changes.sort(key=lambda c: (-c[0], -max(c[4], c[5]), c[1]))
     rows = []
     notes = []
     for _, key, pct_a, pct_b, ms_a, ms_b, real in changes[:ROWS]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client, override_settings
 
@@ -87,3 +89,19 @@ def test_an_edit_above_a_function_keeps_it_the_same_function(client: Client) -> 
     assert not made.notes
     rows = [row for row in made.rows if row[0] == "slow_primes"]
     assert rows and rows[0][3] == "\u00b10 ms"  # matched with itself: no change
+
+
+def test_among_equal_changes_the_hottest_function_comes_first() -> None:
+    """An unchanged reload changes nothing: the rows show its hottest functions, not the
+    first ``ROWS`` by name (CI: ``slow_primes`` fell past 15 alphabetically earlier ones)."""
+    from debug_toolbar_perf.sampling.diff import ROWS
+
+    names = [f"a{i:02}" for i in range(ROWS + 5)] + ["z_hot"]
+    record: dict[str, Any] = {
+        "samples": 100 + len(names) - 1,
+        "duration_ms": 50.0,
+        "functions": [[n, "/app/views.py", 1, True] for n in names],
+        "hot": [[i, 1, 1] for i in range(len(names) - 1)] + [[len(names) - 1, 100, 100]],
+    }
+    rows = [row[0] for row in diff(record, record).rows if not row[0].endswith(")")]
+    assert "z_hot" in rows and rows.index("z_hot") < rows.index("a00"), rows
