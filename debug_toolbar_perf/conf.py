@@ -144,12 +144,13 @@ SCHEMA: dict[str, dict[str, Option]] = {
     "LINE_MEMORY": {
         "BACKEND": Option(
             (str,),
-            "rss",
-            "'rss' (resident set size: what the OS sees; cheap; reused memory shows 0.0), "
-            "'heap' (bytes the allocator holds for what each line allocated and kept, the "
-            "same on every reload; each reading slows as glibc's free blocks grow) or "
-            "'tracemalloc' (exact Python allocations; x3-x8 slower on allocation-heavy code).",
-            choices=("heap", "rss", "tracemalloc"),
+            "auto",
+            "'auto' ('heap' where its C counting allocator was built at install, 'rss' "
+            "elsewhere, saying why), 'heap' (bytes each line allocated and kept, the same on "
+            "every reload; tracemalloc where it cannot run), 'rss' (resident set size: what "
+            "the OS sees; memory reused from earlier frees shows 0.0) or 'tracemalloc' "
+            "(exact Python allocations; x3-x8 slower on allocation-heavy code).",
+            choices=("auto", "heap", "rss", "tracemalloc"),
         ),
         "FUNCTIONS": Option(
             (list, tuple),

@@ -154,9 +154,12 @@ class LineMemoryPanel(PerfPanel):
 
 
 def _psutil_problem() -> EngineProblem | None:
+    from .heap import why_unavailable
     from .sources import rss_needs_psutil
 
     backend = get_config()["LINE_MEMORY"]["BACKEND"]
+    if backend == "auto" and why_unavailable() is not None:
+        backend = "rss"  # what "auto" measures here
     if backend != "rss" or not rss_needs_psutil() or PSUTIL.installed():
         return None
     return EngineProblem(

@@ -144,19 +144,15 @@ class TracemallocSource(MemorySource):
                 _tm_ours = False
 
 
-#: A heap reading slower than this (one per line event) costs more than tracemalloc: measured
-#: 1 us in a fresh process, 6-8 ms after 32 demo requests (21,000 free blocks to walk).
-HEAP_SLOW_READ_NS = 20_000
-
-
 class HeapSource(MemorySource):
     name = "heap"
     label = "heap (bytes allocated and kept)"
     meaning = (
-        "Bytes in use in the C allocator (glibc's mallinfo2), with Python's objects sent "
-        "to it while the request is traced: what each line allocated and kept, the same "
-        "on every reload whether or not it reused memory freed earlier. Frees of objects "
-        "made before tracing began are not seen."
+        "Bytes in use, counted as the allocator hands them out and takes them back, with "
+        "Python's objects counted while the request is traced: what each line allocated "
+        "and kept, the same on every reload whether or not it reused memory freed earlier. "
+        "Frees of objects made before tracing began are not seen. Mem usage is what has "
+        "been counted in use since this process first counted (not the process's size)."
     )
 
     def __init__(self) -> None:
@@ -167,15 +163,8 @@ class HeapSource(MemorySource):
         # freed by a collection on some line of this one: collect it first (cheap).
         gc.collect(0)
         self.read = self.raw = heap.acquire()  # RuntimeError: make_source falls back
-        self.how = "glibc mallinfo2() (uordblks + hblkhd), objects allocated with malloc"
+        self.how = "counting allocator (malloc_usable_size of each block), objects via malloc"
         self._closed = False
-        cost = heap.read_cost_ns()
-        if cost > HEAP_SLOW_READ_NS:
-            self.close()
-            raise RuntimeError(
-                f"one reading costs {cost / 1000:.0f} us here: glibc's mallinfo2() walks every "
-                "free block the allocator holds, and this process holds many"
-            )
 
     def close(self) -> None:
         from . import heap
@@ -186,7 +175,21 @@ class HeapSource(MemorySource):
 
 
 def make_source(backend: str) -> MemorySource:
-    """The reading for ``backend``; "heap" falls back to tracemalloc where it cannot run."""
+    """The reading for ``backend``. "heap" falls back to tracemalloc where it cannot run;
+    "auto" (the default) is "heap", or RSS where the heap reading cannot run (tracemalloc
+    would cost x3-x8: the user did not ask for it)."""
+    if backend == "auto":
+        try:
+            return HeapSource()
+        except RuntimeError as exc:
+            rss: MemorySource = RSSSource()
+            rss.notes.insert(
+                0,
+                f"The heap reading is not available here ({exc}): RSS measured instead, "
+                "and a line reusing memory freed earlier shows 0.0 (set LINE_MEMORY.BACKEND "
+                "to 'tracemalloc' for exact figures at x3-x8 the cost).",
+            )
+            return rss
     if backend == "heap":
         try:
             return HeapSource()

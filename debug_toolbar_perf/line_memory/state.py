@@ -17,15 +17,11 @@ CAP_LINE = 0
 #: Another thread used more CPU than this during an interval: flag it (the two
 #: CPU clocks disagree by up to ~0.1 ms even with one thread, measured).
 OTHER_CPU_NS = 200_000
-#: Heap reading: other threads' arenas must change by this much, and by this share of the
-#: interval's change, for their part to be kept apart (glibc's per-thread cache leaves a few
-#: KiB of noise; a thread's working memory comes and goes).
+#: Heap reading: other threads must have kept this much, and this share of the interval's
+#: change, for their part to be kept apart (a thread's working memory comes and goes: an
+#: idle server thread waking up, the autoreloader stat-ing files).
 OTHERS_MIN_BYTES = 64 << 10
 OTHERS_MIN_SHARE = 0.10
-#: Arena checks (``malloc_info``, ~13-30 us each) per request; then the CPU clocks alone decide.
-MAX_ARENA_CHECKS = 500
-#: ... and none if one reading costs more than this (malloc_info walks every free block).
-ARENA_READ_MAX_NS = 200_000
 #: Lines without a memory change after which the 'did others run?' window restarts (2**k-1).
 WINDOW_MASK = 15
 #: Changes charged together, on one reading of the CPU clocks (RSS). The heap reading settles

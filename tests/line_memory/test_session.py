@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import os
 import sys
@@ -892,10 +893,11 @@ def test_heap_gives_objects_back_to_pymalloc_and_falls_back_under_tracemalloc() 
 
     from debug_toolbar_perf.line_memory import heap
 
-    before = heap._get(heap._MEM).key(), heap._get(heap._OBJ).key()
+    domains = (heap._RAW, heap._MEM, heap._OBJ)
+    before = [heap._get(d).key() for d in domains]
     record = run(allocate_and_free, backend="heap")
     assert record["backend"] == "heap" and not heap.switched()
-    assert (heap._get(heap._MEM).key(), heap._get(heap._OBJ).key()) == before
+    assert [heap._get(d).key() for d in domains] == before
     # tracemalloc wraps the allocator: switching under it would hand its blocks to the wrong
     # free, so the heap reading steps aside and says so.
     tracemalloc.start()
@@ -909,31 +911,54 @@ def test_heap_gives_objects_back_to_pymalloc_and_falls_back_under_tracemalloc() 
     assert alloc[1] / MIB == pytest.approx(BIG_MIB, rel=0.10)
 
 
-def test_a_slow_heap_reading_falls_back_to_tracemalloc(monkeypatch: pytest.MonkeyPatch) -> None:
-    """mallinfo2() walks every free block: where one reading costs more than the threshold
-    (here 0 ns: always), the request is measured with tracemalloc and says why."""
-    from debug_toolbar_perf.line_memory import heap, sources
+def test_auto_is_the_heap_reading_and_rss_where_its_counter_was_not_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default: the heap reading; where its C counter did not build at install, RSS (not
+    tracemalloc's x3-x8, which nobody asked for), saying why."""
+    from debug_toolbar_perf.line_memory import heap
 
-    monkeypatch.setattr(sources, "HEAP_SLOW_READ_NS", 0)
-    record = run(allocate_and_free, backend="heap")
-    assert record["backend"] == "tracemalloc" and not heap.switched()
-    assert "one reading costs" in record["notes"][0]
+    assert run(allocate_and_free, backend="auto")["backend"] == "heap"
+    monkeypatch.setattr(heap, "_counter", None)
+    record = run(allocate_and_free, backend="auto")
+    assert record["backend"] == "rss" and not heap.switched()
+    assert "C counting allocator was not built" in record["notes"][0]
     alloc = stats(record, "allocate_and_free")[line_of(allocate_and_free, "# ALLOC")]
     assert alloc[1] / MIB == pytest.approx(BIG_MIB, rel=0.10)
 
 
-def test_objects_made_while_switched_are_freed_after_the_switch_back() -> None:
-    """pymalloc's free hands a malloc'd block to the raw allocator: no crash, no leak."""
+def _glibc_in_use() -> int:
+    """glibc's own count of bytes in use (``mallinfo2``): a second measurement, not ours."""
+
+    class MallInfo2(ctypes.Structure):
+        names = ["arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks"]
+        _fields_ = [(n, ctypes.c_size_t) for n in [*names, "uordblks", "fordblks", "keepcost"]]
+
+    fn = ctypes.CDLL(None).mallinfo2
+    fn.restype = MallInfo2
+    info = fn()
+    return int(info.uordblks + info.hblkhd)
+
+
+def test_objects_made_while_counted_are_freed_after_the_switch_back() -> None:
+    """pymalloc's free hands a malloc'd block to the raw allocator: no crash, no leak
+    (glibc's own count of bytes in use drops by what they took)."""
     from debug_toolbar_perf.line_memory import heap
 
+    before = _glibc_in_use()
     read = heap.acquire()
     try:
-        made = [str(i) * 3 for i in range(50_000)]  # malloc'd while switched
-        during = read()
+        start = read()
+        made = [str(i) * 3 for i in range(50_000)]  # malloc'd while counted
+        counted = read() - start
+        during = _glibc_in_use()
     finally:
         heap.release()
+    assert not heap.switched()
+    # glibc counts each block's 8-byte header, which malloc_usable_size leaves out
+    assert during - before == pytest.approx(counted + 8 * 50_000, rel=0.02)
     del made  # freed by pymalloc's free, which passes them on to free()
-    assert read() < during - 2 * MIB
+    assert _glibc_in_use() < during - 2 * MIB
 
 
 def _two_lists() -> int:
