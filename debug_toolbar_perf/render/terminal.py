@@ -144,10 +144,13 @@ def line_memory(stats: Mapping[str, Any]) -> str:
         f"{ctx['peak_mib']:.1f} MiB (+{ctx['peak_over_start_mib']:.1f}) · end "
         f"{ctx['end_mib']:.1f} MiB (net {ctx['net_mib']:+.1f})"
     )
-    out.append(
-        f"  traced lines {ctx['lines_mib']:+.1f} MiB (the increments summed) · outside them "
-        f"{ctx['outside_mib']:+.1f} MiB"
-    )
+    # The net change, split as the panel's header splits it: the parts add up.
+    parts = f"  traced lines {ctx['lines_mib']:+.1f} MiB (the increments summed)"
+    if ctx["shared_mib"]:
+        parts += f" · others ran {ctx['shared_mib']:+.1f} MiB"
+    if ctx["gc_mib"]:
+        parts += f" · garbage collections {ctx['gc_mib']:+.1f} MiB"
+    out.append(f"{parts} · outside them {ctx['outside_mib']:+.1f} MiB")
     out += _wrap(f"traced: {traced}")
     if record.get("capped"):
         out += _wrap(

@@ -90,3 +90,24 @@ def test_timings():
     assert terminal.timings([]) == "no runs"
     assert terminal.timings([12.34]) == "1 run: 12.3 ms"
     assert terminal.timings([3.0, 1.0, 2.0]) == "3 runs: median 2.0 ms, min–max 1.0–3.0 ms"
+
+
+def test_line_memory_net_is_split_into_parts_that_add_up(stored):
+    """A reload frees the previous request's rows in a collection: the terminal names that
+    part, as the panel's header does, so the parts add up to the net change."""
+    import re
+
+    stored("/reviews/summary/", "memory")
+    for _ in range(6):
+        text = terminal.line_memory(stored("/reviews/summary/", "memory")["memory"])
+        if "garbage collections" in text:
+            break
+    assert "garbage collections" in text, text
+    net = float(re.search(r"\(net ([-+][\d.]+)\)", text).group(1))
+    parts = re.findall(
+        r"(?:traced lines|others ran|garbage collections|outside them) "
+        r"([-+][\d.]+) MiB",
+        text,
+    )
+    assert len(parts) >= 2
+    assert sum(float(p) for p in parts) == pytest.approx(net, abs=0.05 * len(parts))
