@@ -14,11 +14,14 @@
  *     arenas, which glibc cannot see) and keep pymalloc's own realloc and free: pymalloc
  *     hands any block outside its arenas to PyMem_RawRealloc/PyMem_RawFree, i.e. to the
  *     counting raw domain. So every object is freed by the allocator that made it.
- * Only installed over the default allocators (every context NULL: no debug hooks, no
- * tracemalloc), which the Python side checks before calling install().
+ * Only installed over CPython's own allocators ("pymalloc" or "malloc" by name: no debug
+ * hooks, no tracemalloc, no other tool's hook) in a process with one interpreter (pymalloc's
+ * block count, which blocks made here unbalance, decides an isolated subinterpreter's arena
+ * teardown from 3.13), never on a free-threaded build (mimalloc).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 
 #if defined(__APPLE__)
 #include <malloc/malloc.h>
@@ -27,6 +30,10 @@
 #include <malloc.h>
 #define USABLE(p) malloc_usable_size(p)
 #endif
+
+/* Exported by CPython 3.10-3.13, not declared in the public headers: the allocator's name
+ * ("pymalloc", "malloc", "pymalloc_debug"...; NULL when it is none of CPython's own). */
+extern const char *_PyMem_GetCurrentAllocatorName(void);
 
 static long long total; /* process-wide: atomic adds (the raw domain runs without the GIL) */
 static __thread long long own; /* this thread's allocations minus its frees */
@@ -89,13 +96,25 @@ same(const PyMemAllocatorEx *a, const PyMemAllocatorEx *b)
 
 PyDoc_STRVAR(install_doc,
 "install() -> bool\n\nCount: wrap the raw domain and send objects to it. False (nothing done)\n"
-"when an allocator is not a default one (debug hooks, tracemalloc) or it is installed.");
+"when the allocator is not CPython's own pymalloc or malloc (debug hooks, tracemalloc, another\n"
+"tool's hook), another interpreter exists, the build is free-threaded, or it is installed.");
 
 static PyObject *
 install(PyObject *module, PyObject *unused)
 {
     PyMemAllocatorEx raw, mem, obj;
+    const char *name;
+#ifdef Py_GIL_DISABLED
+    Py_RETURN_FALSE;
+#endif
     if (installed) {
+        Py_RETURN_FALSE;
+    }
+    name = _PyMem_GetCurrentAllocatorName();
+    if (name == NULL || (strcmp(name, "pymalloc") != 0 && strcmp(name, "malloc") != 0)) {
+        Py_RETURN_FALSE;
+    }
+    if (PyInterpreterState_Next(PyInterpreterState_Head()) != NULL) {
         Py_RETURN_FALSE;
     }
     PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &raw);
@@ -189,5 +208,11 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__heapcount(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+#ifdef Py_GIL_DISABLED
+    if (m != NULL) {
+        PyUnstable_Module_SetGIL(m, Py_MOD_GIL_NOT_USED); /* install() refuses there */
+    }
+#endif
+    return m;
 }

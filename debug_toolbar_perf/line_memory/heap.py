@@ -35,6 +35,8 @@ _RAW, _MEM, _OBJ = 0, 1, 2
 
 
 def _load() -> ModuleType | None:
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return None  # importing a single-phase C module would switch the GIL back on
     try:
         from . import _heapcount
     except ImportError:
@@ -78,7 +80,7 @@ def why_unavailable() -> str | None:
         return None
     if tracemalloc.is_tracing():
         return "tracemalloc is running (it wraps the allocator)"
-    if os.environ.get("PYTHONMALLOC", "pymalloc") not in ("", "pymalloc", "malloc"):
+    if os.environ.get("PYTHONMALLOC", "pymalloc") not in ("", "default", "pymalloc", "malloc"):
         return f"PYTHONMALLOC={os.environ['PYTHONMALLOC']} replaces the allocator"
     raw, mem, obj = _get(_RAW), _get(_MEM), _get(_OBJ)
     if raw.ctx is not None or mem.ctx is not None or mem.key() != obj.key():
@@ -101,7 +103,9 @@ def acquire() -> Callable[[], int]:
             # installed() alone: a tool that wrapped ours when we last gave them back
             # (tracemalloc) has since put ours back: they are still counting.
             if not (_counter.install() or _counter.installed()):
-                raise RuntimeError("the allocator is not the default one")
+                raise RuntimeError(
+                    "the allocator is not CPython's own, or another interpreter runs"
+                )
             _ours = True
         _users += 1
     return _counter.total

@@ -151,7 +151,8 @@ class HeapSource(MemorySource):
         "Bytes in use, counted as the allocator hands them out and takes them back, with "
         "Python's objects counted while the request is traced: what each line allocated "
         "and kept, the same on every reload whether or not it reused memory freed earlier. "
-        "Frees of objects made before tracing began are not seen. Mem usage is what has "
+        "Objects made before tracing began are seen freed when they were malloc'd (over "
+        "512 bytes), not when pymalloc made them. Mem usage is what has "
         "been counted in use since this process first counted (not the process's size)."
     )
 

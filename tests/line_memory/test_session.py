@@ -8,6 +8,7 @@ import contextlib
 import ctypes
 import gc
 import os
+import re
 import sys
 import threading
 import time
@@ -1010,3 +1011,40 @@ def test_a_reader_fault_inside_the_tracer_stops_tracing_and_is_recorded(
     assert sys.gettrace() is previous
     if lm.MONITORING:
         assert all(sys.monitoring.get_tool(i) != lm.TOOL_NAME for i in range(6))
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"PYTHONMALLOC": "pymalloc_debug"}, {"PYTHONDEVMODE": "1"}, {"PYTHONMALLOC": "malloc"}],
+)
+def test_the_counter_steps_aside_from_a_wrapped_allocator(setting: dict[str, str]) -> None:
+    """Debug hooks offset every pointer: the counter must never see them (a fresh process
+    per setting). Plain malloc is CPython's own: counted."""
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        from debug_toolbar_perf.line_memory.sources import make_source
+        source = make_source("auto")
+        before = source.read()
+        block = bytearray(8 << 20)
+        print(source.name, source.read() - before)
+        print(source.notes[0] if source.notes else "")
+        source.close()
+        """
+    )
+    env = {**os.environ, **setting}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    name, grew = out[0].split()
+    if setting.get("PYTHONMALLOC") == "malloc":
+        assert name == "heap" and int(grew) >= 8 << 20, out
+    else:
+        assert name == "rss", out
+        assert re.search(
+            r"not available here \((PYTHONMALLOC=\w+ replaces the allocator|the "
+            r"allocator is wrapped)",
+            out[1],
+        ), out
