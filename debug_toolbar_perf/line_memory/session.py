@@ -84,6 +84,12 @@ from .tracers.monitoring import _MonitoringTracer
 from .tracers.settrace import _SettraceTracer
 
 
+def _kept(allocated: int, change: int) -> bool:
+    """Did other threads keep enough during a window of ``change`` for their part to be kept
+    apart (at least 64 KiB and a tenth of the change)?"""
+    return abs(allocated) >= max(OTHERS_MIN_BYTES, abs(change) * OTHERS_MIN_SHARE)
+
+
 class LineMemorySession:
     """One request's line-by-line measurement of a set of code objects."""
 
@@ -403,7 +409,7 @@ class LineMemorySession:
         pending = self._pending
         now = self._others_now()
         change = sum(pending[1::3])
-        if abs(now - self._others_base) >= max(OTHERS_MIN_BYTES, abs(change) * OTHERS_MIN_SHARE):
+        if _kept(now - self._others_base, change):
             return self._settle()
         self._others_base = now
         for i in range(0, len(pending), 3):
@@ -434,7 +440,7 @@ class LineMemorySession:
         allocated = others - self._others_base
         self._others_base = others
         ran = self._threads_that_ran()
-        if abs(allocated) < max(OTHERS_MIN_BYTES, abs(change) * OTHERS_MIN_SHARE):
+        if not _kept(allocated, change):
             self.quiet_overlaps += 1
             return False, None
         for name in ran:
