@@ -5,8 +5,8 @@ same view reloaded ten times has ten times as many. Merging works on the stored 
 (call paths are matched by function name, file and first line), so it needs nothing but the
 records the toolbar's store already holds, and the result reads like any record
 (``report.hot_functions``, the flame graph, speedscope). The hot-function rows add up each
-record's own rows (its top ``HOT_LIMIT`` by self and by total), so a function outside one
-record's top rows counts only where it made them.
+record's own rows (its top ``HOT_LIMIT`` by self and by total) and keep every function any
+record kept, so a function outside one record's top rows counts only where it made them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from .calltree import (
     FN_FILE,
     FN_LINE,
     FN_NAME,
-    HOT_LIMIT,
     LINE_LIMIT,
     SamplingRecord,
     _w,
@@ -84,8 +83,9 @@ def merge_records(records: Sequence[SamplingRecord]) -> SamplingRecord:
         nodes.append([parent, path[-1] if path else -1, _w(total), _w(self_w)])
         for child in sorted(children[path], key=lambda c: paths[c][0]):
             order.append((child, index))
-    hot_ids = set(sorted(fn_self, key=lambda f: -fn_self[f])[:HOT_LIMIT])
-    hot_ids |= set(sorted(fn_total, key=lambda f: -fn_total[f])[:HOT_LIMIT])
+    # Every function some record kept a row for: cutting to HOT_LIMIT again here would
+    # pick among ties at the cut by merge order, and drop rows a record had.
+    hot_ids = set(fn_self) | set(fn_total)
     lines = sorted(line_self.items(), key=lambda kv: -kv[1])[:LINE_LIMIT]
     first: dict[str, Any] = dict(records[0]) if records else {}
     merged = {
