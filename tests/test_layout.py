@@ -23,6 +23,7 @@ PLUMBING = (
     "endpoints",
     "records",
     "scope",
+    "stacks",
     "store",
     "text",
 )

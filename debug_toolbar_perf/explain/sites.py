@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import inspect
 import os
-import sys
 import sysconfig
 from typing import Any
 
 from ..records import Frame, frame_json
 from ..scope import is_project_file, on_project_paths_changed
+from ..stacks import thread_stacks
 
 #: ``(filename, line, function)``.
 Site = tuple[str, int, str]
@@ -222,12 +222,9 @@ def task_frames(task: Any, loop_thread: int | None) -> list[Any]:
     for _ in range(3):
         if not _running(task):
             return await_chain(task)
-        frame = sys._current_frames().get(loop_thread) if loop_thread is not None else None
-        if frame is not None and _running(task):
-            frames: list[Any] = []
-            while frame is not None and len(frames) < MAX_WALK:
-                frames.append(frame)
-                frame = frame.f_back
+        stack = thread_stacks((loop_thread,)).get(loop_thread) if loop_thread is not None else None
+        if stack and _running(task):
+            frames: list[Any] = stack[:MAX_WALK]
             frames.reverse()
             return frames
     return await_chain(task)

@@ -13,6 +13,8 @@ import sys
 from types import CodeType, FrameType
 from typing import Any
 
+from ..stacks import thread_stacks
+
 
 def _refers_to(value: Any, request: Any) -> bool:
     """``value`` is ``request``, wraps it (DRF's ``Request._request``) or holds it as
@@ -118,16 +120,12 @@ class ViewInvocation:
 
 
 def running_frames(wanted: set[FrameType]) -> set[FrameType]:
-    """Those of ``wanted`` on some thread's stack now (read: ``f_back`` only)."""
+    """Those of ``wanted`` on some thread's stack now (read: identity only)."""
     found: set[FrameType] = set()
     if not wanted:
         return found
-    for top in sys._current_frames().values():
-        f: FrameType | None = top
-        while f is not None:
-            if f in wanted:
-                found.add(f)
-            f = f.f_back
+    for stack in thread_stacks().values():
+        found.update(f for f in stack if f in wanted)
     return found
 
 
@@ -175,12 +173,14 @@ FOLLOW_REFUSAL_311 = (
 def follow_refusal(version: tuple[int, int] | None = None) -> str | None:
     """Why following a view call across threads is refused on this interpreter, or None.
 
-    On 3.11, ``frame.f_back`` on a frame of another thread taken from
-    ``sys._current_frames()`` can read a half-built or freed interpreter frame
-    (``PyFrame_GetBack`` -> ``_PyFrame_IsIncomplete``) and segfault: seen here under
-    uvicorn with executor threads starting and ending. 3.10, 3.12 and 3.13 ran clean.
-    The request thread's own stack (WSGI, sync view) is not refused: that thread cannot
-    start or end while its request is sampled, and no crash was seen on that path.
+    On 3.11, reading another thread's frames (``sys._current_frames()``, ``f_back``)
+    segfaulted: seen here under uvicorn, and later on the WSGI path too (gunicorn
+    gthread). The cause, found since: making a frame object can run a garbage collection
+    whose callbacks let that thread return from the frame being wrapped. Every read now
+    goes through :func:`~debug_toolbar_perf.stacks.thread_stacks` (collections off), which
+    survives a load that crashes the plain walk in milliseconds (tests/test_stacks.py).
+    Following across threads stays refused on 3.11 until it has run clean under uvicorn
+    with that reader; the request thread's own stack (WSGI, sync view) is sampled.
     """
     version = sys.version_info[:2] if version is None else version
     return FOLLOW_REFUSAL_311 if version == (3, 11) else None

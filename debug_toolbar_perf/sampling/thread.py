@@ -1,10 +1,11 @@
-"""The thread sampler: one process-wide thread reading ``sys._current_frames()``.
+"""The thread sampler: one process-wide thread reading other threads' stacks.
 
 It samples one request's stacks: under WSGI the request thread's, under ASGI
 every thread's, kept only where this request's view call is on the stack
 (:class:`~.follow.ViewInvocation`). Crash-free on every supported interpreter
 where vmprof is not (see :mod:`.choice`), at the cost of holding the GIL for
-each tick.
+each tick. Stacks are read through :func:`~debug_toolbar_perf.stacks.thread_stacks`
+(with the garbage collector off: reading them plainly crashes 3.11 under load).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from django.template.base import NodeList, TextNode
 
 from ..blame import RENDER_ANNOTATED, template_where
+from ..stacks import thread_stacks
 from .follow import ViewInvocation, running_frames
 from .raw import FrameKey, RawProfile, code_key
 
@@ -112,8 +114,10 @@ def _release_switch_interval() -> None:
 
 
 class _Hub:
-    """The process's one sampler thread: every tick it reads ``sys._current_frames()``
-    once and hands it to each active :class:`ThreadSampler`.
+    """The process's one sampler thread: every tick it reads the stacks once
+    (:func:`~debug_toolbar_perf.stacks.thread_stacks`: the request threads' only, every
+    thread's while an ASGI session follows its view) and hands them to each active
+    :class:`ThreadSampler`.
 
     Starting a thread per request and joining it afterwards cost 0.3-0.5 ms per
     request on a quiet 2-core machine and several ms on a loaded one (both wait
@@ -223,7 +227,7 @@ class _Hub:
         me = threading.get_ident()
         mutex = self._mutex
         wake = self._wake
-        current_frames = sys._current_frames
+        read_stacks = thread_stacks
         perf_counter = time.perf_counter
         due = perf_counter()
         while True:
@@ -265,7 +269,13 @@ class _Hub:
                 if not sessions:
                     continue
                 try:
-                    frames = current_frames()
+                    # Every thread's stack while an ASGI session follows its view around.
+                    wanted = (
+                        None
+                        if any(s.follow is not None for s in sessions)
+                        else frozenset(s.ident for s in sessions)
+                    )
+                    stacks = read_stacks(wanted)
                 except Exception as exc:  # never raise in a daemon thread: report it instead
                     for s in sessions:
                         s.fail(exc)
@@ -273,10 +283,10 @@ class _Hub:
                 for s in sessions:
                     if not s.done:
                         try:
-                            s.sample(frames, me)
+                            s.sample(stacks, me)
                         except Exception as exc:
                             s.fail(exc)
-                del frames  # never keep any thread's frames (and their locals) alive
+                del stacks  # never keep any thread's frames (and their locals) alive
                 held = perf_counter() - t0  # with the GIL: time every Python thread lost
                 for s in sessions:
                     s.hold_s += held
@@ -303,10 +313,10 @@ class _Call:
 class ThreadSampler:
     """Samples one request's stacks from the shared sampler thread (:class:`_Hub`).
 
-    WSGI: the request thread's stack, read every ``interval`` via
-    ``sys._current_frames()``. ASGI (``follow`` given): every thread's stack, kept
-    only when it passes through this request's view call (:class:`ViewInvocation`)
-    and cut there; ticks when the view runs nowhere are counted as *away*.
+    WSGI: the request thread's stack, read every ``interval`` (via the hub). ASGI
+    (``follow`` given): every thread's stack, kept only when it passes through this
+    request's view call (:class:`ViewInvocation`) and cut there; ticks when the view
+    runs nowhere are counted as *away*.
 
     Wall mode counts every tick. CPU mode counts a tick only when the sampled
     thread's CPU clock (``pthread_getcpuclockid``) advanced since its previous
@@ -393,12 +403,13 @@ class ThreadSampler:
         self._error = f"{type(exc).__name__}: {exc}"
         self.done = True
 
-    def sample(self, frames: dict[int, FrameType], hub_ident: int) -> None:
-        """One tick (in the sampler thread, under the hub's lock)."""
+    def sample(self, stacks: dict[int, list[FrameType]], hub_ident: int) -> None:
+        """One tick (in the sampler thread, under the hub's lock): ``stacks`` holds each
+        thread's frames, innermost first."""
         if self.follow is None:
-            self._sample_thread(frames)
+            self._sample_thread(stacks)
         else:
-            self._sample_request(frames, hub_ident)
+            self._sample_request(stacks, hub_ident)
 
     def _ran(self, ident: int) -> bool:
         """CPU mode: did thread ``ident`` use CPU since its previous reading?"""
@@ -428,11 +439,12 @@ class ThreadSampler:
         counts = self._counts
         counts[key] = counts.get(key, 0) + 1
 
-    def _sample_thread(self, frames: dict[int, FrameType]) -> None:
-        frame = frames.get(self.ident)
-        if frame is None:  # the request thread is gone
+    def _sample_thread(self, stacks: dict[int, list[FrameType]]) -> None:
+        chain = stacks.get(self.ident)
+        if not chain:  # the request thread is gone
             self.done = True
             return
+        frame = chain[0]
         if self.mode == "cpu":
             try:
                 ran = self._ran(self.ident)
@@ -444,15 +456,13 @@ class ThreadSampler:
                 return
         pos = self._prev_pos
         new = []
-        f: FrameType | None = frame
         shared = -1
-        while f is not None:
+        for f in chain:
             i = pos.get(f)
             if i is not None and not f.f_code.co_flags & _SUSPENDABLE:
                 shared = i  # f and its callers are the previous sample's
                 break
             new.append(f)
-            f = f.f_back
         prev = self._prev
         for gone in prev[shared + 1 :]:
             del pos[gone]
@@ -486,7 +496,7 @@ class ThreadSampler:
             return self._node(parent, frame)
         return self._node(parent, code)
 
-    def _sample_request(self, frames: dict[int, FrameType], hub_ident: int) -> None:
+    def _sample_request(self, stacks: dict[int, list[FrameType]], hub_ident: int) -> None:
         """ASGI: every thread's stack through a call of the view, kept per call; which
         calls were this request's is decided by :meth:`_keep_mine` (never by reading a
         running frame's locals here)."""
@@ -496,27 +506,31 @@ class ThreadSampler:
         elsewhere = self._elsewhere
         calls = self._calls
         self._request_ticks += 1
-        for ident, frame in frames.items():
+        for ident, stack in stacks.items():
+            if not stack:
+                continue
+            frame = stack[0]
             if ident == hub_ident or elsewhere.get(ident) is frame:
                 continue  # same innermost frame as at a tick where the view was not there
             chain = []
             call: _Call | None = None
-            f: FrameType | None = frame
-            while f is not None:
+            whole = True  # walked to the root without finding this request's call
+            for f in stack:
                 chain.append(f)
                 if id(f.f_code) in wanted:
                     call = calls.get(f)
                     if call is None:
                         if len(calls) >= self.MAX_CALLS:
                             self._calls_dropped += 1
+                            whole = False
                             break
                         call = calls[f] = _Call(follow.anchored(f))
                     if call.mine is not False:
+                        whole = False
                         break
                     call = None  # another request's call of the view: look further up
-                f = f.f_back
             if call is None:
-                if f is None:
+                if whole:
                     # A frame's callers never change while it runs: while this thread's
                     # innermost frame stays this one (an idle executor thread, the event
                     # loop waiting in select()), its stack cannot hold the view.
