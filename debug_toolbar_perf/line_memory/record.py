@@ -13,8 +13,34 @@ if TYPE_CHECKING:
 # -- the record ------------------------------------------------------------------------------
 
 
-def source_of(code: CodeType) -> tuple[int, list[str] | None, str | None]:
-    """(first line, source lines or None, why not) for a code object."""
+Source = tuple[int, list[str] | None, str | None]
+
+#: id(code) -> (code, its source): the code is held so that its id is not reused.
+_SOURCES: dict[int, tuple[CodeType, Source]] = {}
+_SOURCES_MAX = 512
+
+
+def source_of(code: CodeType) -> Source:
+    """(first line, source lines or None, why not) for a code object.
+
+    Read once per code object and process: ``inspect.getsourcelines`` stats the file and
+    tokenizes the function on every call (180 us for a small view, on every request). A
+    running code object's source does not change; an edited file is a new process (the
+    autoreloader) or, without it, still runs the code read here.
+    """
+    hit = _SOURCES.get(id(code))
+    if hit is not None and hit[0] is code:
+        first, lines, why = hit[1]
+        return first, (list(lines) if lines is not None else None), why
+    found = _read_source(code)
+    if len(_SOURCES) >= _SOURCES_MAX:
+        _SOURCES.clear()
+    _SOURCES[id(code)] = (code, found)
+    first, lines, why = found
+    return first, (list(lines) if lines is not None else None), why
+
+
+def _read_source(code: CodeType) -> Source:
     try:
         lines, start = inspect.getsourcelines(code)
     except (OSError, TypeError) as exc:
