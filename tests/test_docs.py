@@ -308,7 +308,9 @@ def test_demo_script_serves(command: str, seeded_demo_db: Path, django_db_blocke
     assert f"open http://127.0.0.1:{port}/" in output  # PORT is honoured and said
     # What it installed is recorded, so the next start skips pip (see scripts/demo).
     stamp = ROOT / ".venv" / f".demo-installed-{check.database}"
-    installed = ["pyproject.toml", "setup.py", "debug_toolbar_perf/line_memory/_heapcount.c"]
+    sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "debug_toolbar_perf").rglob("*.c"))
+    assert "debug_toolbar_perf/_stacks.c" in sources  # every extension's source counts
+    installed = ["pyproject.toml", "setup.py", *sources]
     digest = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in installed)).hexdigest()
     assert stamp.read_text().strip() == digest
 
