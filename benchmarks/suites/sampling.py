@@ -235,11 +235,6 @@ def _page_comparison(quick: bool) -> list[Result]:
 
 def _asgi(quick: bool) -> list[Result]:
     """Under ASGI the sampler scans every thread and keeps the request's own view call."""
-    from debug_toolbar_perf.sampling import follow as following
-
-    if following.follow_refusal() is not None:  # Python 3.11: nothing is sampled under ASGI
-        print("SamplingProfilerPanel under ASGI: skipped, refused on this Python (3.11)")
-        return []
     name = "SamplingProfilerPanel (default engine)"
     variants = [_baseline(), _ours(name)]
     ours = {name}

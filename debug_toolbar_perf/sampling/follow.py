@@ -2,14 +2,15 @@
 
 The view may run in an asgiref executor thread or on the event loop among other
 requests' coroutines: a stack belongs to this request only if it passes through
-a frame running the view's code whose arguments hold this request. Walking
-*other* threads' stacks can crash CPython 3.11 (see :func:`follow_refusal`).
+a frame running the view's code whose arguments hold this request. Other threads'
+stacks are read through :func:`~debug_toolbar_perf.stacks.thread_stacks` (reading them
+plainly can crash CPython 3.11).
 """
 
 from __future__ import annotations
 
 import inspect
-import sys
+from collections.abc import Sequence
 from types import CodeType, FrameType
 from typing import Any
 
@@ -86,22 +87,21 @@ class ViewInvocation:
         #: The code of every perf panel's such frame (an intact await chain holds one).
         self.anchor_code: CodeType | None = None
 
-    def anchored(self, frame: FrameType) -> bool | None:
+    def anchored(self, frame: FrameType, callers: Sequence[FrameType]) -> bool | None:
         """An async view's ``frame``: True if :attr:`anchor` awaits it, False if another
         request's panel does (the await chain is intact up to it, and ours is not in
         it), None when no panel's frame is above it (decided by :meth:`decide`).
-        Reads only ``f_code`` and ``f_back``."""
+        ``callers``: the frames above it, innermost first, as read with the stack (never
+        ``f_back``: on 3.11 making a caller's frame object here could crash)."""
         anchor = self.anchor
         if anchor is None or not frame.f_code.co_flags & inspect.CO_COROUTINE:
             return None
         other = False
-        f: FrameType | None = frame.f_back
-        while f is not None:
+        for f in callers:
             if f is anchor:
                 return True
             if f.f_code is self.anchor_code:
                 other = True
-            f = f.f_back
         return False if other else None
 
     def decide(self, frames: list[FrameType], running: set[FrameType]) -> list[FrameType]:
@@ -159,28 +159,3 @@ FOLLOW_NOTE = (
     "while it was not running (awaiting I/O, other requests' code on the event loop, "
     "middleware) are counted as 'away' and not shown."
 )
-
-
-FOLLOW_REFUSAL_311 = (
-    "The view runs outside the request thread (ASGI, or an async view), so "
-    "the profile must walk other threads' stacks, and on Python 3.11 that can crash the "
-    "interpreter (a CPython 3.11 frame bug that also crashed Sentry's and Datadog's "
-    "samplers; measured here: uvicorn died in 2 of 4 test runs). Profile this page on "
-    "Python 3.12+, or under a WSGI server (runserver, gunicorn sync/gthread) with a sync view."
-)
-
-
-def follow_refusal(version: tuple[int, int] | None = None) -> str | None:
-    """Why following a view call across threads is refused on this interpreter, or None.
-
-    On 3.11, reading another thread's frames (``sys._current_frames()``, ``f_back``)
-    segfaulted: seen here under uvicorn, and later on the WSGI path too (gunicorn
-    gthread). The cause, found since: making a frame object can run a garbage collection
-    whose callbacks let that thread return from the frame being wrapped. Every read now
-    goes through :func:`~debug_toolbar_perf.stacks.thread_stacks` (collections off), which
-    survives a load that crashes the plain walk in milliseconds (tests/test_stacks.py).
-    Following across threads stays refused on 3.11 until it has run clean under uvicorn
-    with that reader; the request thread's own stack (WSGI, sync view) is sampled.
-    """
-    version = sys.version_info[:2] if version is None else version
-    return FOLLOW_REFUSAL_311 if version == (3, 11) else None

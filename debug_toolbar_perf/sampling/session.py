@@ -20,7 +20,6 @@ from .follow import (
     FOLLOW_REASONS,
     FOLLOW_UNRESOLVED,
     ViewInvocation,
-    follow_refusal,
 )
 from .raw import RawProfile
 from .thread import ThreadSampler
@@ -100,9 +99,8 @@ def start_session(
             EngineChoice("none", refusal), None, notes=[refusal], mode=mode, interval_ms=interval_ms
         )
     if follow_why is not None:
-        # Refused where walking other threads' stacks can crash this interpreter (3.11);
-        # not sampled when the view to follow is unknown (never a mixed profile).
-        why_not = follow_refusal() or (FOLLOW_UNRESOLVED if follow is None else None)
+        # Not sampled when the view to follow is unknown (never a mixed profile).
+        why_not = FOLLOW_UNRESOLVED if follow is None else None
         if why_not is not None:
             return SamplingSession(
                 EngineChoice("none", why_not),

@@ -515,7 +515,7 @@ class ThreadSampler:
             chain = []
             call: _Call | None = None
             whole = True  # walked to the root without finding this request's call
-            for f in stack:
+            for depth, f in enumerate(stack):
                 chain.append(f)
                 if id(f.f_code) in wanted:
                     call = calls.get(f)
@@ -524,7 +524,7 @@ class ThreadSampler:
                             self._calls_dropped += 1
                             whole = False
                             break
-                        call = calls[f] = _Call(follow.anchored(f))
+                        call = calls[f] = _Call(follow.anchored(f, stack[depth + 1 :]))
                     if call.mine is not False:
                         whole = False
                         break

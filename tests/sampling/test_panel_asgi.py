@@ -22,6 +22,7 @@ from django.test import override_settings
 
 from debug_toolbar_perf.sampling import follow as following
 from debug_toolbar_perf.sampling import thread as thread_engine
+from debug_toolbar_perf.stacks import thread_stacks
 from tests.conftest import ToolbarRun, arun_with_toolbar
 from tests.sampling.test_panel import OTHER_PANELS, URLS, perf, share_of
 
@@ -30,13 +31,8 @@ PANEL = "SamplingProfilerPanel"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-PY311 = sys.version_info[:2] == (3, 11)
-
-
 @pytest.fixture
-def asgi_site(request: pytest.FixtureRequest, transactional_db: Any) -> Any:
-    if PY311 and not request.node.get_closest_marker("refused_on_311"):
-        pytest.skip("Python 3.11: following a view across threads is refused (see test_refused_*)")
+def asgi_site(transactional_db: Any) -> Any:
     config = {**settings.DEBUG_TOOLBAR_CONFIG, "DISABLE_PANELS": OTHER_PANELS}
     before = sys.getswitchinterval()
     with override_settings(ROOT_URLCONF=URLS, DEBUG_TOOLBAR_CONFIG=config):
@@ -202,41 +198,6 @@ def test_async_view_under_wsgi_is_followed_into_the_loop_thread(
     assert_split(record)
 
 
-# --- Python 3.11: refused, and the page is untouched ---------------------------------------
-
-
-def assert_refused(record: dict[str, Any], html: str) -> None:
-    assert record["not_sampled"] == following.FOLLOW_REFUSAL_311
-    assert record["samples"] == 0 and record["engine"] == "none"
-    assert "Not sampled." in html and "Python 3.12+" in html and "WSGI server" in html
-    assert "Too thin" not in html and "No samples." not in html
-
-
-@pytest.mark.refused_on_311
-@pytest.mark.skipif(not PY311, reason="the refusal is for Python 3.11 only")
-async def test_refused_on_311_under_asgi(async_client: Any, asgi_site: None):
-    with override_settings(DEBUG_TOOLBAR_PERF=perf()):
-        run = await arun_with_toolbar(async_client, "/async/split/?scale=0.2")
-    assert run.response.status_code == 200
-    stats = await sync_to_async(run.stats)(PANEL)
-    assert not stats["errors"]
-    assert_refused(stats["record"], await sync_to_async(run.content)(PANEL))
-    assert await sync_to_async(run.subtitle)(PANEL) == "not sampled"
-
-
-@pytest.mark.refused_on_311
-@pytest.mark.skipif(not PY311, reason="the refusal is for Python 3.11 only")
-def test_refused_on_311_for_an_async_view_under_wsgi(toolbar_client: Any, asgi_site: None):
-    with override_settings(DEBUG_TOOLBAR_PERF=perf()):
-        run = toolbar_client("/async/split/?scale=0.2")
-    assert run.response.status_code == 200
-    assert_refused(run.record(PANEL), run.content(PANEL))
-    # a sync view in the request thread is still sampled on 3.11
-    with override_settings(DEBUG_TOOLBAR_PERF=perf(MODE="cpu")):
-        sync = toolbar_client("/split/?scale=1")
-    assert sync.record(PANEL)["samples"] >= 10 and not sync.record(PANEL)["not_sampled"]
-
-
 # --- the per-frame verdict, directly ---------------------------------------------------
 
 
@@ -330,12 +291,16 @@ def test_a_running_view_frame_is_never_read_by_the_sampler():
 
 def test_an_async_view_is_recognised_by_the_frame_awaiting_it():
     """Under ASGI the panel's own coroutine frame (the anchor) awaits this request's async
-    view: found by identity from f_back, no locals read; a frame of the same code that is
-    not the anchor is another request's; with no such frame above, it waits for decide()."""
+    view: found by identity among the frames read with the stack, no locals read; a frame
+    of the same code that is not the anchor is another request's; with no such frame
+    above, it waits for decide()."""
     follow = following.ViewInvocation(object(), ())
 
     async def view() -> bool | None:
-        return follow.anchored(sys._getframe())  # as the sampler sees it, while it runs
+        here = sys._getframe()  # as the sampler sees it, while it runs
+        return follow.anchored(
+            here, thread_stacks((threading.get_ident(),))[threading.get_ident()][1:]
+        )
 
     async def panel(mine: bool) -> bool | None:  # plays PerfPanel._finish_async
         if mine:
