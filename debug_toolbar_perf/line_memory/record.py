@@ -29,15 +29,12 @@ def source_of(code: CodeType) -> Source:
     autoreloader) or, without it, still runs the code read here.
     """
     hit = _SOURCES.get(id(code))
-    if hit is not None and hit[0] is code:
-        first, lines, why = hit[1]
-        return first, (list(lines) if lines is not None else None), why
-    found = _read_source(code)
-    if len(_SOURCES) >= _SOURCES_MAX:
-        _SOURCES.clear()
-    _SOURCES[id(code)] = (code, found)
-    first, lines, why = found
-    return first, (list(lines) if lines is not None else None), why
+    if hit is None or hit[0] is not code:
+        if len(_SOURCES) >= _SOURCES_MAX:
+            _SOURCES.clear()
+        hit = _SOURCES[id(code)] = (code, _read_source(code))
+    first, lines, why = hit[1]
+    return first, (list(lines) if lines is not None else None), why  # a copy per record
 
 
 def _read_source(code: CodeType) -> Source:

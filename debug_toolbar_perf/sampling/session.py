@@ -99,15 +99,13 @@ def start_session(
             EngineChoice("none", refusal), None, notes=[refusal], mode=mode, interval_ms=interval_ms
         )
     if follow_why is not None:
-        # Not sampled when the view to follow is unknown (never a mixed profile).
-        why_not = FOLLOW_UNRESOLVED if follow is None else None
-        if why_not is not None:
+        if follow is None:  # the view to follow is unknown: never a mixed profile
             return SamplingSession(
-                EngineChoice("none", why_not),
+                EngineChoice("none", FOLLOW_UNRESOLVED),
                 None,
                 mode=mode,
                 interval_ms=interval_ms,
-                not_sampled=why_not,
+                not_sampled=FOLLOW_UNRESOLVED,
                 followed=True,
             )
         why = FOLLOW_REASONS[follow_why]
